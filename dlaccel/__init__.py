@@ -1,0 +1,53 @@
+"""dlaccel: the building blocks of fully-connected nets on pluggable backends, measured.
+
+``import dlaccel`` imports NumPy only; Numba and CuPy are imported when their backend is first used.
+"""
+
+from __future__ import annotations
+
+from . import datasets, errors
+from .backends import Backend, available_backends, get_backend, set_backend, use_backend
+from .errors import (
+    BackendUnavailableError,
+    DeviceMismatchError,
+    DlaccelError,
+    DtypeError,
+    InputError,
+    MissingDependencyError,
+    ModelFileError,
+    ShapeError,
+    TrainingDivergedError,
+    UnknownBackendError,
+)
+from .gradcheck import gradient_check
+from .io import load_model as load
+from .models import DeepNN, LogisticRegression, Model, ShallowNN, initialize_parameters
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "DeepNN",
+    "DeviceMismatchError",
+    "DlaccelError",
+    "DtypeError",
+    "InputError",
+    "LogisticRegression",
+    "MissingDependencyError",
+    "Model",
+    "ModelFileError",
+    "ShallowNN",
+    "ShapeError",
+    "TrainingDivergedError",
+    "UnknownBackendError",
+    "available_backends",
+    "datasets",
+    "errors",
+    "get_backend",
+    "gradient_check",
+    "initialize_parameters",
+    "load",
+    "set_backend",
+    "use_backend",
+]

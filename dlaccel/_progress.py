@@ -1,0 +1,32 @@
+"""A training progress bar: rich when installed, a plain line per recorded cost otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+
+@contextlib.contextmanager
+def progress_reporter(enabled: bool, total: int, label: str) -> Iterator[Callable[[int, float], None]]:
+    if not enabled:
+        yield lambda done, cost: None
+        return
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    except ImportError:
+        def plain(done: int, cost: float) -> None:
+            print(f"{label}: iteration {done}/{total}, cost {cost:.6f}", file=sys.stderr)
+
+        yield plain
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("cost {task.fields[cost]}"), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(label, total=total, cost="-")
+
+        def update(done: int, cost: float) -> None:
+            bar.update(task, completed=done, cost=f"{cost:.6f}")
+
+        yield update
+        bar.update(task, completed=total)

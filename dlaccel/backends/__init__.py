@@ -1,0 +1,157 @@
+"""The backend registry and backend selection.
+
+``REGISTRY`` maps each backend name to ``"module:Class"``; modules are imported only when a backend
+is first asked for, so ``import dlaccel`` never imports Numba or CuPy. Third-party packages add
+names through the ``dlaccel.backends`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..errors import BackendUnavailableError, UnknownBackendError
+from . import _probe
+from .base import Backend
+
+REGISTRY: dict[str, str] = {
+    "loops": "dlaccel.backends.loops:LoopsBackend",
+    "numpy": "dlaccel.backends.numpy_backend:NumpyBackend",
+    "numba": "dlaccel.backends.numba_cpu:NumbaBackend",
+    "cupy": "dlaccel.backends.cupy_gpu:CupyBackend",
+}
+# Built-in backends whose dependencies are optional are probed without importing their module.
+_PROBES: dict[str, Callable[[], str | None]] = {"numba": _probe.numba, "cupy": _probe.cupy}
+AUTO_ORDER = ("cupy", "numba", "numpy")
+DEFAULT = "numpy"
+ENV_VAR = "DLACCEL_BACKEND"
+
+_instances: dict[str, Backend] = {}
+_lock = threading.Lock()
+_entry_points_loaded = False
+_global_choice: str | None = None
+_context_choice: contextvars.ContextVar[str | Backend | None] = contextvars.ContextVar(
+    "dlaccel_backend", default=None
+)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="dlaccel.backends"):
+        REGISTRY.setdefault(ep.name, ep.value)
+    _entry_points_loaded = True
+
+
+def _known() -> str:
+    return ", ".join([*REGISTRY, "auto"])
+
+
+def _load_class(name: str) -> type[Backend]:
+    module_name, _, class_name = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def _unavailable_reason(name: str) -> str | None:
+    probe = _PROBES.get(name)
+    if probe is not None:
+        reason = probe()
+        if reason is not None:
+            return reason
+    try:
+        cls = _load_class(name)
+    except Exception as exc:
+        return f"backend module failed to load: {type(exc).__name__}: {exc}"
+    try:
+        return cls.unavailable_reason()
+    except Exception as exc:
+        return f"availability probe failed: {type(exc).__name__}: {exc}"
+
+
+def available_backends() -> dict[str, dict[str, Any]]:
+    """Every known backend, in registry order: ``{name: {"available": bool, "reason": str|None}}``."""
+    _load_entry_points()
+    result = {}
+    for name in REGISTRY:
+        reason = _unavailable_reason(name)
+        result[name] = {"available": reason is None, "reason": reason}
+    return result
+
+
+def _resolve_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise UnknownBackendError(f"a backend name must be a string, got {type(name).__name__}")
+    key = name.strip().lower()
+    if key == "auto":
+        for candidate in AUTO_ORDER:
+            if _unavailable_reason(candidate) is None:
+                return candidate
+        return DEFAULT
+    if key not in REGISTRY:
+        _load_entry_points()
+    if key not in REGISTRY:
+        raise UnknownBackendError(f"unknown backend {name!r}; known backends: {_known()}")
+    return key
+
+
+def get_backend(name: str | Backend | None = None) -> Backend:
+    """The backend called ``name``, or the current one when ``name`` is None.
+
+    Selection, innermost wins: this argument, :func:`use_backend`, :func:`set_backend`, the
+    ``DLACCEL_BACKEND`` environment variable, then ``"numpy"``. Instances are shared.
+    """
+    if isinstance(name, Backend):
+        return name
+    if name is None:
+        chosen = _context_choice.get()
+        if isinstance(chosen, Backend):
+            return chosen
+        name = chosen or _global_choice or os.environ.get(ENV_VAR) or DEFAULT
+    key = _resolve_name(name)
+    backend = _instances.get(key)
+    if backend is not None:
+        return backend
+    with _lock:
+        if key not in _instances:
+            reason = _unavailable_reason(key)
+            if reason is not None:
+                raise BackendUnavailableError(f"backend {key!r} is not available: {reason}")
+            _instances[key] = _load_class(key)()
+        return _instances[key]
+
+
+def set_backend(name: str | None) -> None:
+    """Make ``name`` the process-wide default (``None`` restores the environment/default)."""
+    global _global_choice
+    if name is not None:
+        get_backend(name)  # fail now, not at first use
+    _global_choice = name
+
+
+@contextlib.contextmanager
+def use_backend(name: str | Backend) -> Iterator[Backend]:
+    """Within the block (this thread or async context only), ops and new models use ``name``."""
+    backend = get_backend(name)
+    token = _context_choice.set(backend)
+    try:
+        yield backend
+    finally:
+        _context_choice.reset(token)
+
+
+__all__ = [
+    "REGISTRY",
+    "Backend",
+    "available_backends",
+    "get_backend",
+    "set_backend",
+    "use_backend",
+]

@@ -1,0 +1,67 @@
+"""Errors raised by dlaccel.
+
+Each derives from :class:`DlaccelError` and from the built-in it refines, so ``except ValueError``
+and ``except DlaccelError`` both work. Every one is raised before any work is done.
+"""
+
+from __future__ import annotations
+
+
+class DlaccelError(Exception):
+    """Base class of every error dlaccel raises on purpose."""
+
+
+class ShapeError(DlaccelError, ValueError):
+    """An array has the wrong rank or shape; the message names the expected 2-D shape."""
+
+
+class InputError(DlaccelError, ValueError):
+    """Bad values: NaN/Inf, labels outside the classes, invalid hyperparameters."""
+
+
+class DtypeError(DlaccelError, TypeError):
+    """An array has a dtype dlaccel cannot compute with (strings, objects, complex)."""
+
+
+class UnknownBackendError(DlaccelError, ValueError):
+    """A backend name that no registry entry knows; the message lists the known names."""
+
+
+class BackendUnavailableError(DlaccelError, RuntimeError):
+    """A known backend that cannot run here (library missing, no device); carries the reason."""
+
+
+class DeviceMismatchError(DlaccelError, TypeError):
+    """An array lives on another device than the backend computes on."""
+
+
+class TrainingDivergedError(DlaccelError, RuntimeError):
+    """The cost or the parameters became NaN/Inf during ``fit``."""
+
+    def __init__(self, message: str, iteration: int):
+        super().__init__(message)
+        self.iteration = iteration
+
+
+class ModelFileError(DlaccelError, ValueError):
+    """A model file is missing, truncated, foreign or holds pickled objects."""
+
+
+__all__ = [
+    "BackendUnavailableError",
+    "DeviceMismatchError",
+    "DlaccelError",
+    "DtypeError",
+    "InputError",
+    "ModelFileError",
+    "ShapeError",
+    "TrainingDivergedError",
+    "UnknownBackendError",
+]
+
+
+class MissingDependencyError(DlaccelError, ImportError):
+    """An optional dependency is needed for this call; the message names the extra to install."""
+
+
+__all__ += ["MissingDependencyError"]

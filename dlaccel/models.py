@@ -1,0 +1,414 @@
+"""The course's models as configurations of one L-layer engine.
+
+``LogisticRegression`` is a net with no hidden layer, ``ShallowNN`` one hidden layer, ``DeepNN`` any
+number. Every array operation goes through the backend the model holds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import _validation as v
+from .backends import Backend, get_backend
+from .backends.base import ACTIVATIONS
+from .errors import InputError, ShapeError, TrainingDivergedError
+
+INITIALIZATIONS = ("course", "he", "xavier", "zeros")
+OUTPUT_ACTIVATIONS = ("sigmoid", "softmax")
+_LOSS = {"sigmoid": "binary_cross_entropy", "softmax": "cross_entropy"}
+_RELU_FAMILY = ("relu", "leaky_relu")
+
+
+def initialize_parameters(
+    layer_dims: list[int], initialization: str, seed: int | None, dtype: Any = np.float64
+) -> dict[str, np.ndarray]:
+    """Draw ``W[l]`` in layer order from one ``RandomState(seed)`` stream as
+    ``randn(n[l], n[l-1]) * scale``; biases are zero. Always on the host."""
+    if initialization not in INITIALIZATIONS:
+        raise InputError(f"unknown initialization {initialization!r}; expected one of {', '.join(INITIALIZATIONS)}")
+    rng = np.random.RandomState(seed)
+    parameters = {}
+    for l in range(1, len(layer_dims)):
+        n, n_prev = layer_dims[l], layer_dims[l - 1]
+        if initialization == "zeros":
+            W = np.zeros((n, n_prev))
+        else:
+            scale = {"course": 0.01, "he": math.sqrt(2 / n_prev), "xavier": math.sqrt(1 / n_prev)}
+            W = rng.randn(n, n_prev) * scale[initialization]
+        parameters[f"W{l}"] = W.astype(dtype)
+        parameters[f"b{l}"] = np.zeros((n, 1), dtype=dtype)
+    return parameters
+
+
+class Model:
+    """The L-layer engine shared by every model.
+
+    Subclasses set the defaults; ``layer_dims`` may be unknown (``None``) until the first ``fit``.
+    """
+
+    default_learning_rate: ClassVar[float] = 0.0075
+    default_num_iterations: ClassVar[int] = 3000
+
+    def __init__(
+        self,
+        layer_dims: list[int] | None,
+        hidden_activation: str = "relu",
+        output_activation: str | None = None,
+        initialization: str | None = None,
+        seed: int | None = None,
+        dtype: Any = "float64",
+        backend: str | Backend | None = None,
+    ):
+        if hidden_activation not in ACTIVATIONS or hidden_activation == "softmax":
+            allowed = ", ".join(a for a in ACTIVATIONS if a != "softmax")
+            raise InputError(f"unknown hidden_activation {hidden_activation!r}; expected one of {allowed}")
+        if output_activation is not None and output_activation not in OUTPUT_ACTIVATIONS:
+            raise InputError(
+                f"output_activation must be one of {', '.join(OUTPUT_ACTIVATIONS)} (or None to choose from "
+                f"the output size), got {output_activation!r}"
+            )
+        if initialization is not None and initialization not in INITIALIZATIONS:
+            raise InputError(f"unknown initialization {initialization!r}; expected one of {', '.join(INITIALIZATIONS)}")
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise InputError(f"dtype must be float32 or float64, got {dtype!r}") from None
+        if self.dtype not in (np.float32, np.float64):
+            raise InputError(f"dtype must be float32 or float64, got {self.dtype}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.backend = get_backend(backend)
+        self.hidden_activation = hidden_activation
+        self.output_activation = output_activation
+        self.initialization = initialization
+        self.seed = seed
+        self.layer_dims: list[int] | None = None
+        self.costs: list[tuple[int, float]] = []
+        self.iteration = 0
+        self._params: dict[str, Any] | None = None
+        if layer_dims is not None:
+            self._build(v.check_layer_dims(layer_dims))
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def _default_initialization(self) -> str:
+        return "he" if self.hidden_activation in _RELU_FAMILY else "xavier"
+
+    def _build(self, layer_dims: list[int]) -> None:
+        if self.output_activation is None:
+            self.output_activation = "sigmoid" if layer_dims[-1] == 1 else "softmax"
+        self.layer_dims = layer_dims
+        self.reset()
+
+    def _infer_layer_dims(self, n_x: int, n_y: int) -> list[int]:
+        raise NotImplementedError
+
+    @property
+    def num_layers(self) -> int:
+        return 0 if self.layer_dims is None else len(self.layer_dims) - 1
+
+    @property
+    def loss(self) -> str:
+        return _LOSS[self.output_activation or "sigmoid"]
+
+    def reset(self) -> Model:
+        """Draw the initial parameters again and clear the cost history."""
+        self.costs = []
+        self.iteration = 0
+        if self.layer_dims is None:
+            self._params = None
+            return self
+        scheme = self.initialization or self._default_initialization()
+        host = initialize_parameters(self.layer_dims, scheme, self.seed, self.dtype)
+        self._params = {k: self.backend.asarray(p) for k, p in host.items()}
+        return self
+
+    def _require_built(self) -> dict[str, Any]:
+        if self._params is None:
+            raise InputError(f"this {type(self).__name__} has not been fitted yet: call fit(X, Y) first")
+        return self._params
+
+    # -- parameters --------------------------------------------------------------------------------
+
+    @property
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The parameters as NumPy copies: ``{"W1", "b1", ..., "WL", "bL"}``."""
+        params = self._require_built()
+        return {k: np.array(self.backend.to_numpy(p), copy=True) for k, p in params.items()}
+
+    @parameters.setter
+    def parameters(self, values: dict[str, Any]) -> None:
+        if self.layer_dims is None:
+            W1 = np.asarray(values.get("W1")) if isinstance(values, dict) and "W1" in values else None
+            if W1 is None or W1.ndim != 2:
+                raise ShapeError("parameters must contain W1, b1, ..., WL, bL as 2-D arrays")
+            dims = [W1.shape[1]] + [np.asarray(values[f"W{l}"]).shape[0] for l in range(1, len(values) // 2 + 1)]
+            self._build(v.check_layer_dims(dims))
+        expected = self._expected_shapes()
+        if set(values) != set(expected):
+            raise ShapeError(f"parameters must have exactly the keys {sorted(expected)}, got {sorted(values)}")
+        new = {}
+        for key, shape in expected.items():
+            value = v.array_module(values[key]).asarray(values[key])
+            if value.shape != shape:
+                raise ShapeError(f"parameter {key} must have shape {shape}, got {value.shape}")
+            if value.dtype.kind not in "fiu" or not bool(v.array_module(value).isfinite(value).all()):
+                raise InputError(f"parameter {key} must be finite numbers")
+            new[key] = self.backend.asarray(value, dtype=self.dtype)
+        self._params = new
+
+    def _expected_shapes(self) -> dict[str, tuple[int, int]]:
+        dims = self.layer_dims or []
+        shapes = {}
+        for l in range(1, len(dims)):
+            shapes[f"W{l}"] = (dims[l], dims[l - 1])
+            shapes[f"b{l}"] = (dims[l], 1)
+        return shapes
+
+    def to(self, backend: str | Backend) -> Model:
+        """Move the model (its parameters) to another backend; returns the model."""
+        target = get_backend(backend)
+        if self._params is not None:
+            host = {k: self.backend.to_numpy(p) for k, p in self._params.items()}
+            self._params = {k: target.asarray(p) for k, p in host.items()}
+        self.backend = target
+        return self
+
+    # -- propagation ------------------------------------------------------------------------------
+
+    def _forward(self, X: Any) -> tuple[Any, list]:
+        params, be = self._params, self.backend
+        L = self.num_layers
+        A, caches = X, []
+        for l in range(1, L + 1):
+            act = self.output_activation if l == L else self.hidden_activation
+            A, cache = be.linear_activation_forward(A, params[f"W{l}"], params[f"b{l}"], act)
+            caches.append(cache)
+        return A, caches
+
+    def _backward(self, AL: Any, Y: Any, caches: list) -> dict[str, Any]:
+        be, L = self.backend, self.num_layers
+        grads = {}
+        dZ = be.output_backward(AL, Y, self.loss)
+        last = caches[-1]
+        dA, grads[f"dW{L}"], grads[f"db{L}"] = be.linear_backward(dZ, last.A_prev, last.W, need_dA_prev=L > 1)
+        for l in range(L - 1, 0, -1):
+            dA, grads[f"dW{l}"], grads[f"db{l}"] = be.linear_activation_backward(
+                dA, caches[l - 1], self.hidden_activation, need_dA_prev=l > 1
+            )
+        return grads
+
+    def _step(self, X: Any, Y: Any, with_cost: bool) -> tuple[float | None, dict[str, Any]]:
+        """One forward and backward pass: the cost (when asked) and the gradients."""
+        params, be = self._params, self.backend
+        if self.num_layers == 1 and self.output_activation == "sigmoid":
+            cost, dW, db = be.logistic_regression_step(params["W1"], params["b1"], X, Y, with_cost)
+            return cost, {"dW1": dW, "db1": db}
+        AL, caches = self._forward(X)
+        cost = be.compute_cost(AL, Y, self.loss) if with_cost else None
+        return cost, self._backward(AL, Y, caches)
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def _prepare(self, X: Any, Y: Any | None = None) -> tuple[Any, Any]:
+        """Validate and move ``X`` (and ``Y``) to the backend in the model dtype, building the
+        layers from the data when their sizes are not known yet."""
+        n_x = self.layer_dims[0] if self.layer_dims else None
+        if Y is None:
+            X = v.check_X(X, n_x)
+            self._require_built()
+            return self.backend.asarray(X, dtype=self.dtype), None
+        X, Y = v.check_XY(X, Y, n_x)
+        if self.layer_dims is None:
+            n_y, output = v.infer_output(Y)
+            if self.output_activation is None:
+                self.output_activation = output
+            elif self.output_activation == "softmax" and n_y == 1:
+                n_y = max(2, int(Y.max()) + 1)
+            self._build(self._infer_layer_dims(X.shape[0], n_y))
+        T = v.labels_to_targets(Y, self.layer_dims[-1], self.output_activation, self.dtype)
+        return self.backend.asarray(X, dtype=self.dtype), self.backend.asarray(T, dtype=self.dtype)
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        learning_rate: float | None = None,
+        num_iterations: int | None = None,
+        cost_every: int = 100,
+        progress: bool = False,
+    ) -> Model:
+        """Full-batch gradient descent from the current parameters; returns the model.
+
+        The cost of iteration ``i`` (from its forward pass, before its update) is recorded in
+        ``costs`` at the first iteration of this call, at every multiple of ``cost_every`` and
+        at the last iteration. At each record the cost and parameters are checked: on NaN/Inf
+        the model goes back to the parameters of the last check that passed and raises
+        :class:`TrainingDivergedError`.
+        """
+        lr = v.check_learning_rate(self.default_learning_rate if learning_rate is None else learning_rate)
+        n_iter = v.check_count(
+            self.default_num_iterations if num_iterations is None else num_iterations, "num_iterations", 0
+        )
+        cost_every = v.check_count(cost_every, "cost_every", 1)
+        X, Y = self._prepare(X, Y)
+        if n_iter == 0:
+            return self
+        from ._progress import progress_reporter
+
+        be = self.backend
+        good = {k: p.copy() for k, p in self._params.items()}
+        start = self.iteration
+        with progress_reporter(progress, n_iter, type(self).__name__) as report:
+            for i in range(n_iter):
+                it = start + i
+                record = i == 0 or it % cost_every == 0 or i == n_iter - 1
+                cost, grads = self._step(X, Y, with_cost=record)
+                if record:
+                    if not math.isfinite(cost) or not all(be.all_finite(p) for p in self._params.values()):
+                        self._diverged(good, it, cost)
+                    good = {k: p.copy() for k, p in self._params.items()}
+                    self.costs.append((it, cost))
+                    report(i + 1, cost)
+                be.update_parameters(self._params, grads, lr)
+                self.iteration = it + 1
+        if not all(be.all_finite(p) for p in self._params.values()):
+            self._diverged(good, self.iteration - 1, None)
+        return self
+
+    def _diverged(self, good: dict[str, Any], iteration: int, cost: float | None) -> None:
+        self._params = good
+        what = f"the cost became {cost}" if cost is not None and not math.isfinite(cost) else "the parameters became NaN/Inf"
+        raise TrainingDivergedError(
+            f"training diverged at iteration {iteration}: {what}; the model keeps the parameters of its "
+            "last finite check. Try a smaller learning_rate.",
+            iteration,
+        )
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The output layer's probabilities ``AL``, shape ``(n_y, m)``, as a NumPy array."""
+        X, _ = self._prepare(X)
+        AL, _ = self._forward(X)
+        return np.asarray(self.backend.to_numpy(AL))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels of shape ``(1, m)``: 0/1 for a sigmoid output (``AL > 0.5``), class indices for softmax."""
+        P = self.predict_proba(X)
+        if self.output_activation == "softmax":
+            return P.argmax(axis=0).reshape(1, -1)
+        return (P > 0.5).astype(np.int64)
+
+    def accuracy(self, X: Any, Y: Any) -> float:
+        """The share of examples whose predicted label matches ``Y`` (labels or one-hot)."""
+        X, Y = v.check_XY(X, Y, self.layer_dims[0] if self.layer_dims else None)
+        Y = np.asarray(v.array_module(Y).asarray(Y) if v.array_module(Y) is np else Y.get())
+        labels = Y.argmax(axis=0).reshape(1, -1) if Y.shape[0] > 1 else Y
+        return float((self.predict(X) == labels).mean())
+
+    def gradients(self, X: Any, Y: Any) -> dict[str, np.ndarray]:
+        """The backprop gradients ``{"dW1", "db1", ...}`` at the current parameters, as NumPy arrays."""
+        X, Y = self._prepare(X, Y)
+        _, grads = self._step(X, Y, with_cost=False)
+        return {k: np.asarray(self.backend.to_numpy(g)) for k, g in grads.items()}
+
+    def cost(self, X: Any, Y: Any) -> float:
+        """The loss at the current parameters."""
+        X, Y = self._prepare(X, Y)
+        AL, _ = self._forward(X)
+        return self.backend.compute_cost(AL, Y, self.loss)
+
+    def config(self) -> dict[str, Any]:
+        """The architecture and settings, as stored beside the weights by :meth:`save`."""
+        return {
+            "class": type(self).__name__,
+            "layer_dims": self.layer_dims,
+            "hidden_activation": self.hidden_activation,
+            "output_activation": self.output_activation,
+            "initialization": self.initialization,
+            "seed": self.seed,
+            "dtype": self.dtype.name,
+        }
+
+    def save(self, path: Any) -> None:
+        """Write the model to ``path`` as ``.npz`` (no pickle), atomically."""
+        from .io import save_model
+
+        save_model(self, path)
+
+    def __repr__(self) -> str:
+        dims = self.layer_dims if self.layer_dims is not None else "unfitted"
+        return f"{type(self).__name__}(layer_dims={dims}, backend={self.backend.name!r}, dtype={self.dtype.name})"
+
+
+class DeepNN(Model):
+    """An L-layer net: ``[LINEAR -> hidden]*(L-1) -> LINEAR -> sigmoid/softmax``.
+
+    ``initialization`` defaults to ``"he"`` for ReLU-family hidden layers, ``"xavier"`` otherwise.
+    """
+
+    default_learning_rate = 0.0075
+    default_num_iterations = 3000
+
+    def __init__(
+        self,
+        layer_dims: list[int],
+        hidden_activation: str = "relu",
+        output_activation: str | None = None,
+        initialization: str | None = None,
+        seed: int | None = None,
+        dtype: Any = "float64",
+        backend: str | Backend | None = None,
+    ):
+        super().__init__(
+            v.check_layer_dims(layer_dims), hidden_activation, output_activation, initialization, seed, dtype, backend
+        )
+
+
+class ShallowNN(Model):
+    """One hidden layer of ``n_h`` units; ``n_x`` and ``n_y`` come from the data at the first fit.
+    Initialised the course's way (``0.01 * randn``) unless told otherwise."""
+
+    default_learning_rate = 1.2
+    default_num_iterations = 10000
+
+    def __init__(
+        self,
+        n_h: int,
+        hidden_activation: str = "tanh",
+        output_activation: str | None = None,
+        initialization: str | None = "course",
+        seed: int | None = None,
+        dtype: Any = "float64",
+        backend: str | Backend | None = None,
+    ):
+        self.n_h = v.check_count(n_h, "n_h", 1)
+        super().__init__(None, hidden_activation, output_activation, initialization, seed, dtype, backend)
+
+    def _infer_layer_dims(self, n_x: int, n_y: int) -> list[int]:
+        return [n_x, self.n_h, n_y]
+
+
+class LogisticRegression(Model):
+    """Logistic regression as a one-neuron net (softmax regression for several classes), starting
+    from zero weights like the course."""
+
+    default_learning_rate = 0.005
+    default_num_iterations = 2000
+
+    def __init__(
+        self,
+        output_activation: str | None = None,
+        initialization: str | None = "zeros",
+        seed: int | None = None,
+        dtype: Any = "float64",
+        backend: str | Backend | None = None,
+    ):
+        super().__init__(None, "linear", output_activation, initialization, seed, dtype, backend)
+
+    def _infer_layer_dims(self, n_x: int, n_y: int) -> list[int]:
+        return [n_x, n_y]

@@ -1,0 +1,1 @@
+"""CUDA C++ sources for the cupy backend, shipped as package data."""

@@ -1,0 +1,44 @@
+"""Shared fixtures: one ``backend`` fixture over every registered backend, skipped with its reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dlaccel
+from dlaccel.backends import REGISTRY
+
+# Per-dtype tolerances for comparing a backend with the NumPy reference.
+TOL = {np.float32: {"rtol": 2e-4, "atol": 2e-5}, np.float64: {"rtol": 1e-10, "atol": 1e-12}}
+
+
+def tol(dtype) -> dict:
+    return TOL[np.dtype(dtype).type]
+
+
+@pytest.fixture(params=list(REGISTRY), ids=list(REGISTRY))
+def backend(request):
+    info = dlaccel.available_backends()[request.param]
+    if not info["available"]:
+        pytest.skip(f"{request.param}: {info['reason']}")
+    return dlaccel.get_backend(request.param)
+
+
+@pytest.fixture
+def reference():
+    return dlaccel.get_backend("numpy")
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_reason = dlaccel.available_backends().get("cupy", {}).get("reason")
+    if gpu_reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"gpu: {gpu_reason}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
