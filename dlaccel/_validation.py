@@ -95,7 +95,9 @@ def labels_to_targets(Y: Any, n_y: int, output_activation: str, dtype: Any) -> A
         )
     lo, hi = float(Y.min()), float(Y.max())
     if lo < 0 or hi > 1:
-        raise InputError(f"labels in Y must lie in [0, 1] for a {output_activation} output, got values in [{lo:g}, {hi:g}]")
+        raise InputError(
+            f"labels in Y must lie in [0, 1] for a {output_activation} output, got values in [{lo:g}, {hi:g}]"
+        )
     targets = Y.astype(dtype)
     if output_activation == "softmax" and not bool(xp.allclose(targets.sum(axis=0), 1, atol=1e-3)):
         raise InputError("one-hot Y for a softmax output must have columns that sum to 1")

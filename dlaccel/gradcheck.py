@@ -28,7 +28,7 @@ def gradient_check(model: Any, X: Any, Y: Any, epsilon: float = 1e-7, max_checks
     if model._params is None:
         model._build(probe.layer_dims)
         model.output_activation = probe.output_activation
-    params = model.parameters
+    params = {k: p.astype(np.float64) for k, p in model.parameters.items()}
     probe.parameters = params
     grads = probe.gradients(X, Y)
     keys = [k for k in params]

@@ -264,7 +264,9 @@ class Model:
         be = self.backend
         good = {k: p.copy() for k, p in self._params.items()}
         start = self.iteration
-        with progress_reporter(progress, n_iter, type(self).__name__) as report:
+        # Overflow while diverging is reported once, as TrainingDivergedError, not as warnings.
+        quiet = np.errstate(over="ignore", invalid="ignore")
+        with progress_reporter(progress, n_iter, type(self).__name__) as report, quiet:
             for i in range(n_iter):
                 it = start + i
                 record = i == 0 or it % cost_every == 0 or i == n_iter - 1
@@ -283,7 +285,10 @@ class Model:
 
     def _diverged(self, good: dict[str, Any], iteration: int, cost: float | None) -> None:
         self._params = good
-        what = f"the cost became {cost}" if cost is not None and not math.isfinite(cost) else "the parameters became NaN/Inf"
+        if cost is not None and not math.isfinite(cost):
+            what = f"the cost became {cost}"
+        else:
+            what = "the parameters became NaN/Inf"
         raise TrainingDivergedError(
             f"training diverged at iteration {iteration}: {what}; the model keeps the parameters of its "
             "last finite check. Try a smaller learning_rate.",

@@ -1,0 +1,456 @@
+"""The benchmark workloads, defined once for ``dlaccel bench`` and the pytest-benchmark suite.
+
+A :class:`Workload` knows its sizes per profile (``full``, ``quick``, ``tiny``), a smaller size for
+the loops backend (whose time is then extrapolated linearly in one size parameter), how to make its
+host data, and how to build a :class:`Case` on a dlaccel backend or on PyTorch (the peer). A case's
+``step`` is one timed call; ``outputs`` turns what the first call returned into NumPy arrays, which
+are compared with the NumPy backend's before anything is timed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ..backends import Backend
+from ..errors import InputError
+from ..models import DeepNN, ShallowNN, initialize_parameters
+
+PROFILES = ("full", "quick", "tiny")
+SEED = 0
+LEARNING_RATE = 0.01
+
+
+def _noop() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Case:
+    """One workload made ready on one backend (or the peer)."""
+
+    step: Callable[[], Any]
+    outputs: Callable[[Any], dict[str, np.ndarray]]
+    sync: Callable[[], None] = _noop
+    # Dispatch overhead only: the same call made straight to the array library.
+    baseline: Callable[[], Any] | None = None
+
+
+Size = Mapping[str, Any]
+Data = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A benchmark: sizes, data, and how to run it on a backend or on PyTorch.
+
+    ``unit`` says what :attr:`work` counts: ``"flop"`` (rate in GFLOP/s, limit the GEMM rate),
+    ``"byte"`` (GB/s, limit the copy bandwidth) or ``"overhead"`` (microseconds per call over the
+    baseline). ``scale`` names the size parameter the time grows linearly with, used to
+    extrapolate the loops backend from ``loops_sizes``.
+    """
+
+    name: str
+    group: str
+    title: str
+    unit: str
+    sizes: Mapping[str, Size]
+    data: Callable[[Size, np.dtype], Data]
+    build: Callable[[Backend, Size, Data], Case]
+    build_torch: Callable[[Any, Size, Data], Case] | None
+    work: Callable[[Size, np.dtype], float]
+    describe: Callable[[Size], str]
+    loops_sizes: Mapping[str, Size] = field(default_factory=dict)
+    scale: str | None = None
+
+    def size(self, profile: str, backend_name: str = "numpy") -> dict[str, Any]:
+        """The size this backend runs at under ``profile``."""
+        if profile not in PROFILES:
+            raise InputError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+        if backend_name == "loops" and profile in self.loops_sizes:
+            return dict(self.loops_sizes[profile])
+        return dict(self.sizes[profile])
+
+    def extrapolation(self, profile: str, backend_name: str) -> float:
+        """How many times larger the reported size is than the one this backend runs at."""
+        if self.scale is None:
+            return 1.0
+        return self.sizes[profile][self.scale] / self.size(profile, backend_name)[self.scale]
+
+
+# -- helpers shared by the workloads -----------------------------------------------------------
+
+
+def _normal(rng: np.random.Generator, shape: tuple, dtype: np.dtype, scale: float = 1.0) -> np.ndarray:
+    a = rng.standard_normal(shape, dtype=np.float64 if dtype == np.float64 else np.float32)
+    if scale != 1.0:
+        a *= scale
+    return a.astype(dtype, copy=False)
+
+
+def _to_host(backend: Backend) -> Callable[[Any], dict[str, np.ndarray]]:
+    def outputs(result: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) if isinstance(v, float) else backend.to_numpy(v) for k, v in result.items()}
+
+    return outputs
+
+
+def _classification_data(size: Size, dtype: np.dtype) -> Data:
+    """Random inputs and labels for a net of ``size["layers"]`` on ``size["m"]`` examples."""
+    layers, m = list(size["layers"]), size["m"]
+    rng = np.random.default_rng(SEED)
+    X = _normal(rng, (layers[0], m), dtype)
+    n_y = layers[-1]
+    labels = rng.integers(0, max(n_y, 2), size=m)
+    if n_y == 1:
+        Y = labels.reshape(1, m).astype(dtype)
+    else:
+        Y = np.zeros((n_y, m), dtype=dtype)
+        Y[labels, np.arange(m)] = 1
+    return {"X": X, "Y": Y, "labels": labels}
+
+
+def _net_flops(layers: list[int], m: int) -> float:
+    """Forward (``2 n[l] n[l-1] m`` per layer) plus backward (``dW`` always, ``dA_prev`` except for
+    the first layer), the GEMMs only."""
+    weights = sum(layers[l] * layers[l - 1] for l in range(1, len(layers)))
+    return 2.0 * m * (3 * weights - layers[1] * layers[0])
+
+
+def _model_step(model: Any, X: Any, Y: Any) -> dict[str, Any]:
+    # Model.fit validates X and Y and snapshots the parameters on every call; a benchmark times the
+    # training step alone, as fit runs it between cost records.
+    cost, grads = model._step(X, Y, with_cost=True)
+    model.backend.update_parameters(model._params, grads, LEARNING_RATE)
+    return {"cost": cost, **grads}
+
+
+def _model_case(model: Any, data: Data) -> Case:
+    be = model.backend
+    X, Y = be.asarray(data["X"]), be.asarray(data["Y"])
+    return Case(step=lambda: _model_step(model, X, Y), outputs=_to_host(be), sync=be.synchronize)
+
+
+def _torch_training_case(
+    torch: Any, layers: list[int], hidden: str, parameters: dict[str, np.ndarray], data: Data
+) -> Case:
+    """The same net as ``nn.Linear`` layers, autograd and SGD, from the same initial parameters;
+    examples as rows, PyTorch's natural layout."""
+    nn = torch.nn
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[hidden]
+    modules: list[Any] = []
+    linears = []
+    for l in range(1, len(layers)):
+        lin = nn.Linear(layers[l - 1], layers[l])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(parameters[f"W{l}"]))
+            lin.bias.copy_(torch.from_numpy(parameters[f"b{l}"].reshape(-1)))
+        linears.append(lin)
+        modules.append(lin)
+        if l < len(layers) - 1:
+            modules.append(act())
+    net = nn.Sequential(*modules)
+    X = torch.from_numpy(np.ascontiguousarray(data["X"].T))
+    if layers[-1] == 1:
+        loss_fn, target = nn.BCEWithLogitsLoss(), torch.from_numpy(np.ascontiguousarray(data["Y"].T))
+    else:
+        loss_fn, target = nn.CrossEntropyLoss(), torch.from_numpy(data["labels"])
+    opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
+
+    def step() -> Any:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(X), target)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def outputs(loss: Any) -> dict[str, np.ndarray]:
+        out = {"cost": np.asarray(loss.item())}
+        for l, lin in enumerate(linears, start=1):
+            out[f"dW{l}"] = lin.weight.grad.numpy()
+            out[f"db{l}"] = lin.bias.grad.numpy().reshape(-1, 1)
+        return out
+
+    return Case(step=step, outputs=outputs)
+
+
+# -- (1) the course's vectorization demo: a dot product ------------------------------------------
+
+
+def _dot_data(size: Size, dtype: np.dtype) -> Data:
+    rng = np.random.default_rng(SEED)
+    n = size["n"]
+    return {"w": _normal(rng, (1, n), dtype), "x": _normal(rng, (n, 1), dtype), "b": np.zeros((1, 1), dtype)}
+
+
+def _dot_build(be: Backend, size: Size, data: Data) -> Case:
+    # The dot product as the (1, n) x (n, 1) linear_forward every backend has.
+    w, x, b = be.asarray(data["w"]), be.asarray(data["x"]), be.asarray(data["b"])
+    return Case(step=lambda: {"Z": be.linear_forward(x, w, b)}, outputs=_to_host(be), sync=be.synchronize)
+
+
+def _dot_torch(torch: Any, size: Size, data: Data) -> Case:
+    w, x = torch.from_numpy(data["w"].reshape(-1)), torch.from_numpy(data["x"].reshape(-1))
+    return Case(step=lambda: torch.dot(w, x), outputs=lambda z: {"Z": z.numpy().reshape(1, 1)})
+
+
+DOT = Workload(
+    name="dot",
+    group="dot",
+    title="dot product (course's vectorization demo)",
+    unit="byte",
+    sizes=MappingProxyType({"full": {"n": 1_000_000}, "quick": {"n": 1_000_000}, "tiny": {"n": 1000}}),
+    loops_sizes=MappingProxyType({"quick": {"n": 200_000}}),
+    scale="n",
+    data=_dot_data,
+    build=_dot_build,
+    build_torch=_dot_torch,
+    work=lambda s, dt: 2.0 * s["n"] * dt.itemsize,
+    describe=lambda s: f"n={s['n']:,}",
+)
+
+
+# -- (2) one logistic-regression gradient step ---------------------------------------------------
+
+
+def _logreg_data(size: Size, dtype: np.dtype) -> Data:
+    data = _classification_data({"layers": [size["n_x"], 1], "m": size["m"]}, dtype)
+    rng = np.random.default_rng(SEED + 1)
+    data["W1"] = _normal(rng, (1, size["n_x"]), dtype, 0.01)
+    data["b1"] = np.zeros((1, 1), dtype)
+    return data
+
+
+def _logreg_build(be: Backend, size: Size, data: Data) -> Case:
+    X, Y = be.asarray(data["X"]), be.asarray(data["Y"])
+    params = {"W1": be.asarray(data["W1"].copy()), "b1": be.asarray(data["b1"].copy())}
+
+    def step() -> dict[str, Any]:
+        cost, dW, db = be.logistic_regression_step(params["W1"], params["b1"], X, Y, with_cost=True)
+        be.update_parameters(params, {"dW1": dW, "db1": db}, LEARNING_RATE)
+        return {"cost": cost, "dW1": dW, "db1": db}
+
+    return Case(step=step, outputs=_to_host(be), sync=be.synchronize)
+
+
+def _logreg_torch(torch: Any, size: Size, data: Data) -> Case:
+    return _torch_training_case(torch, [size["n_x"], 1], "relu", data, data)
+
+
+LOGREG = Workload(
+    name="logreg",
+    group="logreg",
+    title="logistic-regression gradient step",
+    unit="byte",
+    sizes=MappingProxyType({"full": {"n_x": 12288, "m": 2000}, "quick": {"n_x": 12288, "m": 500},
+                            "tiny": {"n_x": 64, "m": 32}}),
+    loops_sizes=MappingProxyType({"full": {"n_x": 12288, "m": 16}, "quick": {"n_x": 12288, "m": 8},
+                                  "tiny": {"n_x": 64, "m": 8}}),
+    scale="m",
+    data=_logreg_data,
+    build=_logreg_build,
+    build_torch=_logreg_torch,
+    # The floor: one read of X. (NumPy reads it twice: once forward, once for dW.)
+    work=lambda s, dt: float(s["n_x"] * s["m"] * dt.itemsize),
+    describe=lambda s: f"n_x={s['n_x']} m={s['m']}",
+)
+
+
+# -- (3) a shallow-net training step on the flower data -------------------------------------------
+
+
+def _shallow_data(size: Size, dtype: np.dtype) -> Data:
+    from ..datasets import planar
+
+    X, Y = planar(m=size["m"])
+    layers = [2, size["n_h"], 1]
+    return {"X": X.astype(dtype), "Y": Y.astype(dtype), "labels": Y.reshape(-1),
+            "params": initialize_parameters(layers, "course", SEED, dtype)}
+
+
+def _shallow_build(be: Backend, size: Size, data: Data) -> Case:
+    model = ShallowNN(size["n_h"], dtype=data["X"].dtype, backend=be)
+    model.parameters = {k: p.copy() for k, p in data["params"].items()}  # trained in place
+    return _model_case(model, data)
+
+
+def _shallow_torch(torch: Any, size: Size, data: Data) -> Case:
+    return _torch_training_case(torch, [2, size["n_h"], 1], "tanh", data["params"], data)
+
+
+SHALLOW = Workload(
+    name="shallow",
+    group="shallow",
+    title="shallow net training step, planar flower",
+    unit="flop",
+    sizes=MappingProxyType({"full": {"m": 400, "n_h": 4}, "quick": {"m": 400, "n_h": 4}, "tiny": {"m": 40, "n_h": 4}}),
+    data=_shallow_data,
+    build=_shallow_build,
+    build_torch=_shallow_torch,
+    work=lambda s, dt: _net_flops([2, s["n_h"], 1], s["m"]),
+    describe=lambda s: f"[2,{s['n_h']},1] m={s['m']}",
+)
+
+
+# -- (4) DeepNN training steps ---------------------------------------------------------------------
+
+
+def _deep_data(size: Size, dtype: np.dtype) -> Data:
+    data = _classification_data(size, dtype)
+    # The model draws its initial parameters on the host from the seed: the same on every backend.
+    data["params"] = DeepNN(list(size["layers"]), seed=SEED, dtype=dtype, backend="numpy").parameters
+    return data
+
+
+def _deep_build(be: Backend, size: Size, data: Data) -> Case:
+    return _model_case(DeepNN(list(size["layers"]), seed=SEED, dtype=data["X"].dtype, backend=be), data)
+
+
+def _deep_torch(torch: Any, size: Size, data: Data) -> Case:
+    return _torch_training_case(torch, list(size["layers"]), "relu", data["params"], data)
+
+
+def _deep(name: str, title: str, layers: list[int], m: dict[str, int], loops_m: dict[str, int],
+          tiny_layers: list[int]) -> Workload:
+    sizes = {p: {"layers": tuple(tiny_layers if p == "tiny" else layers), "m": m[p]} for p in PROFILES}
+    loops = {p: {**sizes[p], "m": loops_m[p]} for p in PROFILES}
+    return Workload(
+        name=name,
+        group="deep",
+        title=title,
+        unit="flop",
+        sizes=MappingProxyType(sizes),
+        loops_sizes=MappingProxyType(loops),
+        scale="m",
+        data=_deep_data,
+        build=_deep_build,
+        build_torch=_deep_torch,
+        work=lambda s, dt: _net_flops(list(s["layers"]), s["m"]),
+        describe=lambda s: f"[{','.join(map(str, s['layers']))}] m={s['m']}",
+    )
+
+
+DEEP = _deep("deep", "DeepNN training step, softmax", [784, 1024, 1024, 10],
+             {"full": 1024, "quick": 256, "tiny": 8}, {"full": 1, "quick": 1, "tiny": 2}, [16, 32, 32, 10])
+DEEP_COURSE = _deep("deep_course", "DeepNN training step, the course's net", [12288, 20, 7, 5, 1],
+                    {"full": 2048, "quick": 512, "tiny": 16}, {"full": 4, "quick": 2, "tiny": 4}, [64, 20, 7, 5, 1])
+
+
+# -- elementwise activations, forward and backward ----------------------------------------------
+
+
+def _elementwise_data(size: Size, dtype: np.dtype) -> Data:
+    rng = np.random.default_rng(SEED)
+    shape = (size["rows"], size["cols"])
+    # Spread over [-8, 8] and beyond so the saturated tails are exercised too.
+    return {"Z": _normal(rng, shape, dtype, 4.0), "dA": _normal(rng, shape, dtype)}
+
+
+def _torch_backward(torch: Any, activation: str) -> Callable[[Any, Any], Any]:
+    aten = torch.ops.aten
+    if activation == "sigmoid":
+        return lambda dA, Z: aten.sigmoid_backward(dA, torch.sigmoid(Z))
+    if activation == "tanh":
+        return lambda dA, Z: aten.tanh_backward(dA, torch.tanh(Z))
+    return lambda dA, Z: aten.threshold_backward(dA, Z, 0)
+
+
+def _elementwise(activation: str, backward: bool) -> Workload:
+    def build(be: Backend, size: Size, data: Data) -> Case:
+        Z = be.asarray(data["Z"])
+        if backward:
+            dA = be.asarray(data["dA"])
+            step = lambda: {"dZ": be.activation_backward(dA, Z, activation)}  # noqa: E731
+        else:
+            step = lambda: {"A": be.activation_forward(Z, activation)}  # noqa: E731
+        return Case(step=step, outputs=_to_host(be), sync=be.synchronize)
+
+    def build_torch(torch: Any, size: Size, data: Data) -> Case:
+        Z = torch.from_numpy(data["Z"])
+        if backward:
+            dA, fn = torch.from_numpy(data["dA"]), _torch_backward(torch, activation)
+            return Case(step=lambda: fn(dA, Z), outputs=lambda r: {"dZ": r.numpy()})
+        fn = getattr(torch, activation)
+        return Case(step=lambda: fn(Z), outputs=lambda r: {"A": r.numpy()})
+
+    direction = "bwd" if backward else "fwd"
+    arrays = 3 if backward else 2  # arrays read plus written, once each
+    sizes = {"full": {"rows": 4096, "cols": 4096}, "quick": {"rows": 1024, "cols": 4096},
+             "tiny": {"rows": 16, "cols": 64}}
+    return Workload(
+        name=f"{activation}_{direction}",
+        group="elementwise",
+        title=f"{activation} {'backward' if backward else 'forward'}",
+        unit="byte",
+        sizes=MappingProxyType(sizes),
+        loops_sizes=MappingProxyType({"full": {"rows": 8, "cols": 4096}, "quick": {"rows": 4, "cols": 4096},
+                                      "tiny": {"rows": 4, "cols": 64}}),
+        scale="rows",
+        data=_elementwise_data,
+        build=build,
+        build_torch=build_torch,
+        work=lambda s, dt: float(arrays * s["rows"] * s["cols"] * dt.itemsize),
+        describe=lambda s: f"{s['rows']}x{s['cols']} ({s['rows'] * s['cols'] / 2**20:g}M)",
+    )
+
+
+ELEMENTWISE = [_elementwise(a, bwd) for a in ("sigmoid", "tanh", "relu") for bwd in (False, True)]
+
+
+# -- (5) per-op dispatch overhead -----------------------------------------------------------------
+
+
+def _dispatch_build(be: Backend, size: Size, data: Data) -> Case:
+    Z = be.asarray(data["Z"])
+    xp = getattr(be, "xp", np)  # the array library the backend itself calls
+    return Case(step=lambda: {"A": be.activation_forward(Z, "relu")}, outputs=_to_host(be),
+                sync=be.synchronize, baseline=lambda: xp.maximum(Z, 0))
+
+
+def _dispatch_torch(torch: Any, size: Size, data: Data) -> Case:
+    Z, Zh = torch.from_numpy(data["Z"]), data["Z"]
+    return Case(step=lambda: torch.relu(Z), outputs=lambda r: {"A": r.numpy()}, baseline=lambda: np.maximum(Zh, 0))
+
+
+DISPATCH = Workload(
+    name="dispatch",
+    group="dispatch",
+    title="per-op dispatch overhead: relu on 8x8 vs np.maximum",
+    unit="overhead",
+    sizes=MappingProxyType({p: {"rows": 8, "cols": 8} for p in PROFILES}),
+    data=_elementwise_data,
+    build=_dispatch_build,
+    build_torch=_dispatch_torch,
+    work=lambda s, dt: 0.0,
+    describe=lambda s: f"{s['rows']}x{s['cols']}",
+)
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w for w in [DOT, LOGREG, SHALLOW, DEEP, DEEP_COURSE, *ELEMENTWISE, DISPATCH]
+}
+GROUPS: dict[str, list[str]] = {}
+for _w in WORKLOADS.values():
+    GROUPS.setdefault(_w.group, []).append(_w.name)
+
+
+def select_workloads(names: list[str] | None) -> list[Workload]:
+    """The workloads called ``names`` (workload or group names), in the canonical order; all when
+    ``names`` is empty or None."""
+    if not names:
+        return list(WORKLOADS.values())
+    wanted: set[str] = set()
+    for raw in names:
+        name = raw.strip().lower()
+        if name in WORKLOADS:
+            wanted.add(name)
+        elif name in GROUPS:
+            wanted.update(GROUPS[name])
+        else:
+            known = ", ".join([*WORKLOADS, *(g for g in GROUPS if g not in WORKLOADS)])
+            raise InputError(f"unknown workload {raw!r}; known workloads and groups: {known}")
+    return [w for name, w in WORKLOADS.items() if name in wanted]

@@ -1,0 +1,38 @@
+"""The README's example runs as written and prints what its comments say."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert blocks, "README has no python example"
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for code in blocks:
+            exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    text = out.getvalue()
+    assert "(0, 0.693048" in text and "(1000, 0.288083" in text
+    assert re.search(r"accuracy (89|9\d)%", text)
+    assert (tmp_path / "flower.npz").is_file()
+
+
+def test_readme_commands_use_extras_that_exist():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    commands = re.findall(r"```bash\n(.*?)```", README, re.S)
+    assert any("dlaccel bench" in c for c in commands) and any("pytest" in c for c in commands)
+    for name in re.findall(r'"\.\[([a-z0-9,]+)\]"', README):
+        for extra in name.split(","):
+            assert extra in extras, f"README names extra {extra!r}, which pyproject.toml lacks"
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_command = next(c.strip() for c in commands if "pytest" in c)
+    assert test_command in ci, "CI must run the README's test command"
