@@ -20,6 +20,10 @@ def array_module(x: Any) -> Any:
     return np
 
 
+def to_host(x: Any) -> np.ndarray:
+    return x.get() if array_module(x) is not np else np.asarray(x)
+
+
 def as_2d(x: Any, name: str, expected: str) -> Any:
     """``x`` as a 2-D numeric array of its own module (NumPy or CuPy), or a clear error."""
     xp = array_module(x)

@@ -311,9 +311,10 @@ class Model:
     def accuracy(self, X: Any, Y: Any) -> float:
         """The share of examples whose predicted label matches ``Y`` (labels or one-hot)."""
         X, Y = v.check_XY(X, Y, self.layer_dims[0] if self.layer_dims else None)
-        Y = np.asarray(v.array_module(Y).asarray(Y) if v.array_module(Y) is np else Y.get())
-        labels = Y.argmax(axis=0).reshape(1, -1) if Y.shape[0] > 1 else Y
-        return float((self.predict(X) == labels).mean())
+        Y = v.to_host(Y)
+        if self.output_activation == "softmax" and Y.shape[0] > 1:
+            Y = Y.argmax(axis=0).reshape(1, -1)
+        return float((self.predict(X) == Y).mean())
 
     def gradients(self, X: Any, Y: Any) -> dict[str, np.ndarray]:
         """The backprop gradients ``{"dW1", "db1", ...}`` at the current parameters, as NumPy arrays."""

