@@ -77,17 +77,12 @@ def thread_pools() -> tuple[list[dict[str, Any]], str | None]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return [], "threadpoolctl is not installed (pip install 'dlaccel[cli]')"
-    pools = []
-    for pool in threadpool_info():
-        pools.append({
-            "api": pool.get("user_api"),
-            "library": pool.get("internal_api"),
-            "version": pool.get("version"),
-            "kernel": pool.get("architecture"),
-            "threads": pool.get("num_threads"),
-            "threading_layer": pool.get("threading_layer"),
-            "path": pool.get("filepath"),
-        })
+    pools = [
+        {"api": pool.get("user_api"), "library": pool.get("internal_api"), "version": pool.get("version"),
+         "kernel": pool.get("architecture"), "threads": pool.get("num_threads"),
+         "threading_layer": pool.get("threading_layer"), "path": pool.get("filepath")}
+        for pool in threadpool_info()
+    ]
     return pools, None
 
 

@@ -394,7 +394,7 @@ def _elementwise(activation: str, backward: bool) -> Workload:
         build=build,
         build_torch=build_torch,
         work=lambda s, dt: float(arrays * s["rows"] * s["cols"] * dt.itemsize),
-        describe=lambda s: f"{s['rows']}x{s['cols']} ({s['rows'] * s['cols'] / 2**20:g}M)",
+        describe=lambda s: f"{s['rows']}x{s['cols']}",
     )
 
 

@@ -1,0 +1,69 @@
+"""pytest-benchmark suite over dlaccel.bench's workloads, every backend and the PyTorch peer.
+
+Full sizes (issue 3) by default; ``DLACCEL_BENCH_TINY=1`` shrinks every workload so that
+``pytest benchmarks/ --benchmark-disable`` is a quick smoke test in CI. The machine's limits are
+measured once per session and printed in the summary; each benchmark's ``extra_info`` carries its
+size, first-call time, check error, rate (GFLOP/s or GB/s) and share of the limit.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import dlaccel
+from dlaccel import bench
+from dlaccel.backends import REGISTRY
+from dlaccel.bench import sysinfo
+
+DTYPE = np.dtype(np.float32)
+PROFILE = "tiny" if os.environ.get("DLACCEL_BENCH_TINY") == "1" else "full"
+TARGETS = [*REGISTRY, bench.PEER]
+_session: dict = {}
+
+
+@pytest.fixture(scope="session")
+def profile():
+    return PROFILE
+
+
+@pytest.fixture(scope="session")
+def limits():
+    if "limits" not in _session:
+        _session["limits"] = bench.measure_limits(PROFILE, DTYPE)
+    return _session["limits"]
+
+
+@pytest.fixture(scope="session")
+def torch_module():
+    torch, reason = bench.load_torch(sysinfo.blas_threads())
+    return torch, reason
+
+
+@pytest.fixture(params=TARGETS)
+def target(request, torch_module):
+    """A dlaccel backend, or the string "torch" (skipped with the reason when not installed)."""
+    if request.param == bench.PEER:
+        torch, reason = torch_module
+        if torch is None:
+            pytest.skip(reason)
+        return bench.PEER
+    state = dlaccel.available_backends()[request.param]
+    if not state["available"]:
+        pytest.skip(f"{request.param}: {state['reason']}")
+    return dlaccel.get_backend(request.param)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if "limits" not in _session:
+        return
+    lim = _session["limits"]
+    pools, _ = sysinfo.thread_pools()
+    terminalreporter.write_sep("-", "dlaccel machine limits (same session)")
+    terminalreporter.write_line(f"profile {PROFILE}, {lim['dtype']}: GEMM {lim['gemm_gflops']:.1f} GFLOP/s "
+                                f"(n={lim['gemm_n']}), copy {lim['copy_gbps']:.1f} GB/s (read + write)")
+    for pool in pools:
+        terminalreporter.write_line(f"{pool['api']}: {pool['library']} {pool['version']}, kernel {pool['kernel']}, "
+                                    f"{pool['threads']} threads")

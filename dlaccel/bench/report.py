@@ -1,0 +1,108 @@
+"""Turning a bench report into the table's text cells and a PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import MissingDependencyError
+
+COLUMNS = ("workload", "backend", "size", "first call", "median", "IQR/med", "x loops", "x numpy", "rate",
+           "% limit", "note")
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale or unit == "us":
+            value = seconds / scale
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "-"
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One tuple of cells per result, in the order of :data:`COLUMNS`."""
+    out: list[tuple[str, ...]] = []
+    described = report["workloads"]
+    for r in report["results"]:
+        size = described[r["workload"]]["describe"]
+        note = ""
+        if r["error"]:
+            note = f"FAILED: {r['error']}"
+        elif r["extrapolation"] != 1.0:
+            note = f"extrapolated from {_measured(r)}"
+        if r["unit"] == "overhead":
+            rate = "-" if r["overhead_us"] is None else f"{r['overhead_us']:+.2f} us/op"
+        else:
+            rate = "-" if r["rate"] is None else f"{r['rate']:.3g} {r['rate_unit']}"
+        share = "-" if r["share_of_limit"] is None else f"{100 * r['share_of_limit']:.3g} %"
+        iqr = "-" if r["q1_s"] is None else f"{100 * (r['q3_s'] - r['q1_s']) / r['median_s']:.2g} %"
+        out.append((r["workload"], r["backend"], size, fmt_time(r["first_call_s"]), fmt_time(r["median_s"]), iqr,
+                    fmt_ratio(r["speedup_vs_loops"]), fmt_ratio(r["speedup_vs_numpy"]), rate, share, note))
+    return out
+
+
+def _measured(row: dict[str, Any]) -> str:
+    """The size parameters the loops backend ran at, where they differ from the reported size."""
+    return " ".join(f"{k}={v:,}" for k, v in row["measured_size"].items() if row["size"].get(k) != v)
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The machine and its limits, one fact a line, for above the table."""
+    system = report["system"]
+    cpu = system["cpu"]
+    lines = [f"CPU: {cpu['model']}, {cpu['usable_cores']} usable cores; dtype {report['dtype']}, "
+             f"profile {report['profile']}, {report['threads']} threads"]
+    lines += [f"BLAS: {pool['library']} {pool['version']}, kernel {pool['kernel']}, {pool['threads']} threads"
+              for pool in system["thread_pools"] if pool["api"] == "blas"]
+    for where, lim in report["limits"].items():
+        if isinstance(lim, dict):
+            lines.append(f"limit ({where}): GEMM {lim['gemm_gflops']:.3g} GFLOP/s ({lim['dtype']}, n={lim['gemm_n']}), "
+                         f"copy {lim['copy_gbps']:.3g} GB/s (read + write)")
+    peer = report["peer"]
+    if peer["available"]:
+        lines.append(f"peer: PyTorch {peer['version']} (CPU, {peer['threads']} threads)")
+    return lines
+
+
+def plot_speedups(report: dict[str, Any], path: Path) -> None:
+    """A PNG bar chart of each backend's speed-up per workload, on a log scale: over loops when
+    loops ran, else over NumPy."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingDependencyError("--plot needs matplotlib: pip install 'dlaccel[plot]'") from None
+    results = [r for r in report["results"] if r["unit"] != "overhead" and r["median_s"] is not None]
+    over_loops = any(r["speedup_vs_loops"] is not None for r in results)
+    key = "speedup_vs_loops" if over_loops else "speedup_vs_numpy"
+    workloads = list(dict.fromkeys(r["workload"] for r in results))
+    backends = list(dict.fromkeys(r["backend"] for r in results))
+    fig = Figure(figsize=(max(6.0, 1.1 * len(workloads) + 2), 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(backends))
+    for i, backend in enumerate(backends):
+        xs, ys = [], []
+        for j, workload in enumerate(workloads):
+            value = next((r[key] for r in results if r["workload"] == workload and r["backend"] == backend), None)
+            if value:
+                xs.append(j + (i - (len(backends) - 1) / 2) * width)
+                ys.append(value)
+        ax.bar(xs, ys, width=width, label=backend)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(workloads)), workloads, rotation=30, ha="right")
+    ax.set_ylabel(f"speed-up over {'loops' if over_loops else 'numpy'} (log scale)")
+    extrapolated = any(r["extrapolation"] != 1.0 for r in results)
+    ax.set_title(f"dlaccel bench ({report['dtype']}, {report['profile']})"
+                 + ("; loops times partly extrapolated, see the table" if extrapolated else ""))
+    ax.legend()
+    fig.savefig(path, format="png", dpi=110)

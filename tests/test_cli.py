@@ -1,0 +1,236 @@
+"""The dlaccel command, run in-process with click's CliRunner at tiny sizes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("click")
+pytest.importorskip("rich")
+from click.testing import CliRunner  # noqa: E402
+
+import dlaccel  # noqa: E402
+from dlaccel.backends import REGISTRY  # noqa: E402
+from dlaccel.cli import load_app, main  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TINY = ["bench", "--profile", "tiny"]
+
+
+@pytest.fixture
+def cli():
+    return load_app()
+
+
+@pytest.fixture
+def invoke(cli):
+    def run(*args):
+        return CliRunner().invoke(cli, list(args))
+
+    return run
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """Fails the test if the benchmark starts."""
+    from dlaccel.bench import commands
+
+    calls = []
+    monkeypatch.setattr(commands, "run", lambda *a, **k: calls.append(a) or pytest.fail("the benchmark ran"))
+    return calls
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+@pytest.mark.parametrize("command", [[], ["info"], ["bench"], ["train"]])
+def test_help(invoke, command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_info_lists_every_backend_with_its_state(invoke):
+    result = invoke("info")
+    assert result.exit_code == 0, result.output
+    for name in REGISTRY:
+        assert name in result.output
+    assert "numpy" in result.output and "CPU:" in result.output
+
+
+def test_info_json(invoke):
+    result = invoke("info", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert set(data["backends"]) == set(REGISTRY)
+    assert data["versions"]["numpy"] == np.__version__
+    assert data["cpu"]["logical_cores"] >= 1
+
+
+def test_info_survives_a_broken_cupy(invoke, monkeypatch):
+    from dlaccel.backends import _probe
+    from dlaccel.bench import sysinfo
+
+    class BrokenRuntime:
+        @staticmethod
+        def getDeviceCount():
+            raise RuntimeError("driver exploded")
+
+    class FakeCupy:
+        class cuda:
+            runtime = BrokenRuntime
+
+    monkeypatch.setattr(_probe, "cupy", lambda: None)  # the probe says fine, the device query fails
+    monkeypatch.setitem(sys.modules, "cupy", FakeCupy)
+    monkeypatch.setattr(sysinfo.shutil, "which", lambda name: None)
+    gpus, reason = sysinfo.gpus()
+    assert gpus == [] and "driver exploded" in reason
+    result = invoke("info")
+    assert result.exit_code == 0
+    assert "driver exploded" in result.output
+
+
+def test_bench_writes_table_json_and_png(invoke, tmp_path):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = invoke(*TINY, "--backends", "loops,numpy", "--workloads", "dot,logreg,dispatch",
+                    "--json", str(out), "--plot", str(png))
+    assert result.exit_code == 0, result.output
+    for word in ("dot", "logreg", "dispatch", "loops", "numpy", "GEMM", "copy", "extrapolated from m="):
+        assert word in result.stdout
+    report = json.loads(out.read_text())
+    assert report["schema"] == "dlaccel-bench/1"
+    assert {(r["workload"], r["backend"]) for r in report["results"]} == {
+        (w, b) for w in ("dot", "logreg", "dispatch") for b in ("loops", "numpy")}
+    for row in report["results"]:
+        assert row["check"]["passed"] and row["median_s"] > 0
+    assert report["system"]["thread_pools"] or report["system"]["thread_pools_reason"]
+    assert_png(png)
+
+
+def test_bench_unknown_backend(invoke, no_run):
+    result = invoke(*TINY, "--backends", "numpy,fortran")
+    assert_one_line_error(result, "fortran", "known backends")
+
+
+def test_bench_unknown_workload(invoke, no_run):
+    result = invoke(*TINY, "--workloads", "dot,matmul")
+    assert_one_line_error(result, "matmul", "known workloads")
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_bench_unwritable_paths_fail_before_running(invoke, no_run, tmp_path, option):
+    missing = tmp_path / "no" / "such" / "folder" / "out"
+    assert_one_line_error(invoke(*TINY, option, str(missing)), option, "does not exist")
+    assert_one_line_error(invoke(*TINY, option, str(tmp_path)), option, "is a directory")
+    assert no_run == []
+
+
+def test_bench_plot_without_matplotlib_fails_before_running(invoke, no_run, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert_one_line_error(invoke(*TINY, "--plot", str(tmp_path / "x.png")), "dlaccel[plot]")
+
+
+def test_bench_table_and_json_survive_a_failing_plot(invoke, monkeypatch, tmp_path):
+    from dlaccel.bench import report
+
+    def broken(*args):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(report, "plot_speedups", broken)
+    out = tmp_path / "bench.json"
+    result = invoke(*TINY, "--backends", "numpy", "--workloads", "dot", "--json", str(out),
+                    "--plot", str(tmp_path / "x.png"))
+    assert_one_line_error(result, "No space left on device")
+    assert "dlaccel bench" in result.stdout and "numpy" in result.stdout
+    assert json.loads(out.read_text())["results"][0]["backend"] == "numpy"
+
+
+def test_bench_without_torch_prints_a_note(invoke, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    result = invoke(*TINY, "--backends", "numpy,torch", "--workloads", "dot")
+    assert result.exit_code == 0, result.output
+    assert "PyTorch is not installed" in result.stdout
+
+
+def test_bench_reports_a_failed_check_and_exits_nonzero(invoke, monkeypatch):
+    from dlaccel.backends import numpy_backend
+
+    monkeypatch.setattr(numpy_backend.NumpyBackend, "activation_forward",
+                        lambda self, Z, activation: Z.copy())
+    result = invoke(*TINY, "--backends", "loops,numpy", "--workloads", "relu_fwd")
+    assert_one_line_error(result, "1 row(s) failed")
+    assert "FAILED: check failed" in result.stdout
+
+
+def test_train_planar_writes_model_and_plot(invoke, tmp_path):
+    model_path, png = tmp_path / "flower.npz", tmp_path / "flower.png"
+    result = invoke("train", "--dataset", "planar", "--model", "shallow", "--iterations", "30", "--no-progress",
+                    "--save", str(model_path), "--plot", str(png))
+    assert result.exit_code == 0, result.output
+    assert "train accuracy" in result.stdout and "test accuracy" in result.stdout
+    model = dlaccel.load(model_path)
+    assert isinstance(model, dlaccel.ShallowNN)
+    assert model.layer_dims == [2, 4, 1] and model.iteration == 30
+    X, Y = dlaccel.datasets.planar()
+    assert model.predict(X).shape == Y.shape
+    assert_png(png)
+
+
+@pytest.mark.parametrize("model", ["logistic", "deep"])
+def test_train_other_models(invoke, model):
+    result = invoke("train", "--dataset", "blobs", "--model", model, "--layers", "5,3", "--iterations", "5",
+                    "--test-split", "0.25")
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.stdout
+
+
+def test_train_digits_without_sklearn(invoke, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    assert_one_line_error(invoke("train", "--dataset", "digits", "--iterations", "1"), "dlaccel[datasets]")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--backend", "fortran"], "known backends"),
+    (["--model", "deep", "--layers", "20,x"], "--layers"),
+    (["--save", "/no/such/folder/m.npz"], "does not exist"),
+    (["--learning-rate", "-1"], "learning_rate"),
+])
+def test_train_errors_are_one_line(invoke, args, fragment):
+    assert_one_line_error(invoke("train", "--iterations", "2", *args), fragment)
+
+
+def test_missing_cli_extra_is_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "click", None)
+    monkeypatch.delitem(sys.modules, "dlaccel.bench.commands", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'dlaccel[cli]'" in err[0]
+
+
+def test_python_dash_m_runs_the_same_command():
+    result = subprocess.run([sys.executable, "-m", "dlaccel", "--version"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    assert dlaccel.__version__ in result.stdout
