@@ -14,6 +14,11 @@
 // thread per step, loads first, so each thread has several independent loads in flight. Adjacent
 // threads touch adjacent columns: every access is coalesced. blockDim.x must be a multiple of 32
 // and at most 1024 (the Python wrappers launch 256).
+//
+// "Flat grid": a 1-D grid-stride loop over all n * m elements; each step a block covers a tile of
+// blockDim.x * DLACCEL_ITEMS consecutive elements, thread t taking t, t + blockDim.x, ... (coalesced).
+// "Columns grid": one thread per column j, grid-stride over columns, looping down the rows; for a
+// fixed row the threads of a warp touch consecutive addresses, so the column walk is coalesced too.
 #pragma once
 
 #ifndef DLACCEL_T

@@ -1,0 +1,577 @@
+"""The cupy backend: probe, errors, packaging and kernel compilation on any machine; the kernels
+themselves on a CPU emulator (g++); the real thing on a GPU (``gpu`` marker)."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import importlib.resources
+import re
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlaccel
+from dlaccel import backends
+from dlaccel.backends import _probe, cupy_gpu
+from dlaccel.backends.base import ACTIVATIONS, LOSSES, LayerCache
+from dlaccel.backends.cupy_gpu import KERNEL_FILES, CupyBackend
+from dlaccel.backends.numpy_backend import NumpyBackend
+from dlaccel.errors import BackendUnavailableError, DeviceMismatchError, DtypeError
+
+from .conftest import tol
+
+DTYPES = [np.float32, np.float64]
+
+
+# -- the probe --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_probe():
+    _probe.cupy.cache_clear()
+    yield _probe.cupy
+    _probe.cupy.cache_clear()
+
+
+def _fake_cupy(monkeypatch, get_count):
+    fake = types.ModuleType("cupy")
+    fake.__spec__ = importlib.machinery.ModuleSpec("cupy", None)
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_count))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+
+
+def test_probe_without_cupy_names_the_extras(monkeypatch, fresh_probe):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "cupy" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(_probe.importlib.util, "find_spec", find_spec)
+    reason = fresh_probe()
+    assert "not installed" in reason and "dlaccel[cuda12]" in reason and "dlaccel[cuda13]" in reason
+
+
+def test_probe_without_a_device(monkeypatch, fresh_probe):
+    def no_driver():
+        raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
+
+    _fake_cupy(monkeypatch, no_driver)
+    reason = fresh_probe()
+    assert reason.startswith("no usable CUDA device") and "cudaErrorInsufficientDriver" in reason
+
+
+def test_probe_with_zero_devices(monkeypatch, fresh_probe):
+    _fake_cupy(monkeypatch, lambda: 0)
+    assert fresh_probe() == "no CUDA device found"
+
+
+def test_probe_with_a_broken_install(monkeypatch, fresh_probe):
+    _fake_cupy(monkeypatch, lambda: 1)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # "import cupy" raises ImportError
+    monkeypatch.setattr(_probe.importlib.util, "find_spec", lambda name, *a: importlib.machinery.ModuleSpec(name, None))
+    assert fresh_probe().startswith("CuPy is installed but failed to import: ModuleNotFoundError")
+
+
+def test_probe_with_a_device(monkeypatch, fresh_probe):
+    _fake_cupy(monkeypatch, lambda: 1)
+    assert fresh_probe() is None
+    assert CupyBackend.unavailable_reason() is None
+
+
+def test_unavailable_cupy_raises_with_the_reason_and_auto_skips_it(monkeypatch, fresh_probe):
+    _fake_cupy(monkeypatch, lambda: (_ for _ in ()).throw(RuntimeError("no driver here")))
+    monkeypatch.setattr(backends, "_instances", {})
+    info = dlaccel.available_backends()["cupy"]
+    assert info["available"] is False and "no driver here" in info["reason"]
+    with pytest.raises(BackendUnavailableError, match="'cupy' is not available: no usable CUDA device.*no driver"):
+        dlaccel.get_backend("cupy")
+    assert dlaccel.get_backend("auto").name != "cupy"
+
+
+# -- device discipline (no GPU needed: the checks run before any device work) -----------------------
+
+
+class FakeCupyArray:
+    """Looks like a CuPy array to the type checks: ``type(x).__module__`` is ``cupy``."""
+
+    __module__ = "cupy"
+    ndim = 2
+    shape = (2, 2)
+    dtype = np.dtype(np.float64)
+
+
+@pytest.fixture
+def cupy_backend(monkeypatch):
+    """A CupyBackend for checks that never reach the device; with a stand-in module if CuPy is absent."""
+    if cupy_gpu.cupy is None:
+        stand_in = types.SimpleNamespace(ndarray=FakeCupyArray, __name__="cupy", asarray=None)
+        monkeypatch.setattr(cupy_gpu, "cupy", stand_in)
+        monkeypatch.setattr(CupyBackend, "xp", stand_in)
+    return CupyBackend()
+
+
+def test_numpy_backend_rejects_a_cupy_array():
+    with pytest.raises(DeviceMismatchError, match=r"'numpy' backend computes on the host.*backend.to_numpy\(x\)"):
+        NumpyBackend().linear_forward(FakeCupyArray(), np.ones((2, 2)), np.ones((2, 1)))
+
+
+def test_cupy_backend_rejects_numpy_arrays(cupy_backend):
+    A = np.ones((2, 3))
+    with pytest.raises(DeviceMismatchError, match=r"'cupy' backend computes on the GPU.*backend.asarray\(x\)"):
+        cupy_backend.linear_activation_forward(A, np.ones((2, 2)), np.ones((2, 1)), "relu")
+    with pytest.raises(DeviceMismatchError):
+        cupy_backend.compute_cost(A, A, "binary_cross_entropy")
+    with pytest.raises(DeviceMismatchError):
+        cupy_backend.update_parameters({"W1": A}, {"dW1": A}, 0.1)
+
+
+@pytest.mark.parametrize("value", [np.array(["a", "b"]), [["x"]], np.array([1 + 2j])])
+def test_cupy_asarray_rejects_non_numeric_before_touching_the_device(cupy_backend, value):
+    with pytest.raises(DtypeError, match="numeric"):
+        cupy_backend.asarray(value)
+
+
+def test_cupy_asarray_rejects_a_non_numeric_dtype(cupy_backend):
+    with pytest.raises(DtypeError, match="numeric"):
+        cupy_backend.asarray([[1.0]], dtype="U3")
+
+
+# -- packaging and compilation ------------------------------------------------------------------------
+
+
+def test_every_kernel_source_ships_in_the_package():
+    files = importlib.resources.files("dlaccel.kernels")
+    shipped = {p.name for p in files.iterdir() if p.name.endswith((".cu", ".cuh"))}
+    assert shipped == {*KERNEL_FILES, cupy_gpu.COMMON_HEADER}
+    repo_kernels = Path(__file__).resolve().parents[1] / "kernels"
+    if repo_kernels.is_dir():  # a checkout: nothing in kernels/ is left out of the package
+        assert shipped == {p.name for p in repo_kernels.iterdir() if p.suffix in (".cu", ".cuh")}
+    for name in shipped:
+        text = (files / name).read_text(encoding="utf-8")
+        assert text.startswith(f"// {name}:"), f"{name} must open with its header comment"
+        if name.endswith(".cu"):
+            assert "Launch convention" in text and "Instantiated types: float and double" in text
+
+
+@pytest.mark.parametrize("filename", KERNEL_FILES)
+def test_kernel_source_inlines_the_header(filename):
+    source = cupy_gpu.kernel_source(filename)
+    assert "#include" not in source and "#pragma once" not in source
+    assert "__device__ __forceinline__ acc_t block_sum" in source
+
+
+def test_missing_kernel_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(cupy_gpu, "KERNEL_PACKAGE", "dlaccel.no_such_kernels")
+    with pytest.raises(BackendUnavailableError, match="kernel sources are missing.*pip install -e"):
+        cupy_gpu.kernel_source("sgd.cu")
+
+
+def test_compile_options_name_the_type_and_the_slope():
+    assert cupy_gpu.compile_options(np.float32) == ("-std=c++17", "-DDLACCEL_T=float", "-DDLACCEL_LEAKY_SLOPE=0.01")
+    assert "-DDLACCEL_T=double" in cupy_gpu.compile_options("float64")
+
+
+def _entries(ptx: str) -> set[str]:
+    return set(re.findall(r"\.entry\s+(\w+)\s*\(", ptx))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on the PATH")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float", "double"])
+@pytest.mark.parametrize("filename", KERNEL_FILES)
+def test_kernels_compile_with_nvcc(tmp_path, filename, dtype):
+    """The exact source the backend hands NVRTC, compiled by nvcc for sm_90, warnings as errors."""
+    src = tmp_path / filename
+    src.write_text(cupy_gpu.kernel_source(filename))
+    out = tmp_path / "out.ptx"
+    cmd = ["nvcc", "--ptx", "-arch=sm_90", "--Werror", "all-warnings", *cupy_gpu.compile_options(dtype),
+           "-o", str(out), str(src)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert _entries(out.read_text()) == set(cupy_gpu.kernel_names(filename))
+
+
+def _nvrtc():
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC is not loadable here: {type(exc).__name__}: {exc}")
+    return nvrtc
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float", "double"])
+@pytest.mark.parametrize("filename", KERNEL_FILES)
+def test_kernels_compile_with_nvrtc(filename, dtype):
+    """NVRTC has no standard headers: the sources must compile with it as the backend calls it."""
+    nvrtc = _nvrtc()
+    prog = nvrtc.createProgram(cupy_gpu.kernel_source(filename), filename, (), ())
+    try:
+        nvrtc.compileProgram(prog, (*cupy_gpu.compile_options(dtype), "-arch=compute_90"))
+    except Exception:
+        pytest.fail(nvrtc.getProgramLog(prog))
+    assert _entries(nvrtc.getPTX(prog).decode()) == set(cupy_gpu.kernel_names(filename))
+
+
+# -- launch geometry ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, m", [(1, 1), (1, 64 << 20), (10, 8192), (1024, 8192), (8192, 8192), (70000, 3)])
+def test_rows_grid_fills_the_gpu_without_empty_chunks(n, m):
+    chunks, rows, one = cupy_gpu.rows_grid(n, m, 132)
+    assert one == 1 and rows == min(n, 65535) and chunks >= 1
+    assert (chunks - 1) * cupy_gpu.THREADS * cupy_gpu.ITEMS < m  # every chunk gets work
+    enough_blocks = rows * chunks >= 132 * cupy_gpu.BLOCKS_PER_SM // 2
+    assert enough_blocks or chunks == -(-m // (cupy_gpu.THREADS * cupy_gpu.ITEMS))  # else: as many as m allows
+
+
+def test_flat_and_columns_grids():
+    assert cupy_gpu.flat_grid(1, 132) == (1,)
+    assert cupy_gpu.flat_grid(64 << 20, 132) == (132 * cupy_gpu.BLOCKS_PER_SM,)
+    assert cupy_gpu.columns_grid(8192, 132) == (32,)
+    assert cupy_gpu.columns_grid(10**9, 132) == (132 * cupy_gpu.BLOCKS_PER_SM,)
+
+
+# -- the kernels on a CPU emulator ----------------------------------------------------------------------
+#
+# The .cu sources are compiled as C++ with a shim that runs each block as real threads (one
+# std::thread per CUDA thread, std::barrier for __syncthreads and the warp shuffles), so the
+# indexing, tiling, grid-stride loops and reductions run as written. The backend's own wrappers
+# drive them through a stand-in for cupy (NumPy arrays), and every kernel argument is checked
+# against the C signature: on a GPU a wrong scalar type is silent garbage.
+
+_SHIM = r"""
+#include <math.h>
+#include <barrier>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+struct emu_dim3 { unsigned x = 1, y = 1, z = 1; };
+static thread_local emu_dim3 threadIdx, blockIdx;
+static emu_dim3 blockDim, gridDim;
+static std::barrier<>* emu_block_barrier = nullptr;
+static std::vector<std::barrier<>*> emu_warp_barriers;
+static double emu_slots[1024];
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+#define __shared__ static
+inline void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
+inline double __shfl_down_sync(unsigned, double v, int offset) {
+    const unsigned t = threadIdx.x, lane = t & 31u;
+    std::barrier<>* warp = emu_warp_barriers[t >> 5];
+    emu_slots[t] = v;
+    warp->arrive_and_wait();
+    const double r = lane + offset < 32 ? emu_slots[t + offset] : v;
+    warp->arrive_and_wait();
+    return r;
+}
+static void emu_launch(unsigned gx, unsigned gy, unsigned bx, const std::function<void()>& body) {
+    gridDim = {gx, gy, 1};
+    blockDim = {bx, 1, 1};
+    for (unsigned by = 0; by < gy; ++by) {
+        for (unsigned bxi = 0; bxi < gx; ++bxi) {
+            std::barrier<> block(bx);
+            std::vector<std::unique_ptr<std::barrier<>>> warps;
+            emu_warp_barriers.clear();
+            for (unsigned w = 0; w < bx / 32; ++w) {
+                warps.push_back(std::make_unique<std::barrier<>>(32));
+                emu_warp_barriers.push_back(warps.back().get());
+            }
+            emu_block_barrier = &block;
+            std::vector<std::thread> threads;
+            for (unsigned t = 0; t < bx; ++t)
+                threads.emplace_back([&, t] { threadIdx = {t, 0, 0}; blockIdx = {bxi, by, 0}; body(); });
+            for (auto& th : threads) th.join();
+        }
+    }
+}
+"""
+_EMU_THREADS = 64  # 2 warps per block keeps the emulator quick and still exercises block_sum
+_SIGNATURE = re.compile(r'extern "C" void (\w+)\s*\(([^)]*)\)\s*\{')
+
+
+def _ctype(c_type: str, dtype) -> tuple:
+    if "*" in c_type:
+        return ctypes.c_void_p, None
+    scalar = {"index_t": np.int64, "int": np.int32, "acc_t": np.float64, "real": np.dtype(dtype).type}[c_type]
+    return np.ctypeslib.as_ctypes_type(scalar), scalar
+
+
+class EmulatedKernel:
+    def __init__(self, function, params, dtype):
+        self.function, self.params = function, params
+        self.types = [_ctype(c_type, dtype) for c_type, _ in params]
+        function.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_uint] + [t for t, _ in self.types]
+        function.restype = None
+
+    def __call__(self, grid, block, args):
+        assert len(args) == len(self.params), f"{len(args)} arguments for {self.params}"
+        converted = []
+        for arg, (c_type, name), (ct, scalar) in zip(args, self.params, self.types):
+            if ct is ctypes.c_void_p:
+                if isinstance(arg, np.ndarray):
+                    assert arg.flags.c_contiguous, f"{name} is not C-contiguous"
+                    converted.append(arg.ctypes.data)
+                else:
+                    assert type(arg) is np.uint64 and arg == 0, f"pointer {name} got {arg!r}"
+                    converted.append(None)
+            else:
+                assert type(arg) is scalar, f"{c_type} {name} got {type(arg).__name__}"
+                converted.append(arg.item())
+        grid = tuple(grid) + (1,) * (3 - len(grid))
+        assert grid[2] == 1 and block == (_EMU_THREADS,)
+        self.function(grid[0], grid[1], block[0], *converted)
+
+
+def _build_emulated(tmp: Path, filename: str, dtype) -> dict[str, EmulatedKernel]:
+    options = [o for o in cupy_gpu.compile_options(dtype) if o.startswith("-D")]
+    tu = tmp / f"{filename}.{np.dtype(dtype).name}.cpp"
+    tu.write_text(_SHIM + cupy_gpu.kernel_source(filename))
+    pre = subprocess.run(["g++", "-std=c++20", "-E", "-P", *options, str(tu)], capture_output=True, text=True)
+    assert pre.returncode == 0, pre.stderr
+    kernels = {}
+    wrappers = []
+    for name, params in _SIGNATURE.findall(pre.stdout):
+        parsed = []
+        for param in params.split(","):
+            tokens = param.replace("*", " * ").replace("__restrict", " ").split()
+            c_type = "".join(t for t in tokens[:-1] if t != "const")
+            parsed.append((c_type.replace("*", "") + ("*" if "*" in c_type else ""), tokens[-1]))
+        kernels[name] = parsed
+        call = ", ".join(p for _, p in parsed)
+        wrappers.append(f'extern "C" void emu_{name}(unsigned gx, unsigned gy, unsigned bx, {params}) '
+                        f"{{ emu_launch(gx, gy, bx, [&] {{ {name}({call}); }}); }}")
+    assert set(kernels) == set(cupy_gpu.kernel_names(filename))
+    tu.write_text(tu.read_text() + "\n" + "\n".join(wrappers) + "\n")
+    lib_path = tu.with_suffix(".so")
+    build = subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w", *options,
+                            "-o", str(lib_path), str(tu)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    lib = ctypes.CDLL(str(lib_path))
+    return {name: EmulatedKernel(getattr(lib, f"emu_{name}"), params, dtype) for name, params in kernels.items()}
+
+
+@pytest.fixture(scope="module")
+def emulated_kernels(tmp_path_factory):
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not on the PATH: no CPU emulation of the kernels")
+    probe = subprocess.run(["g++", "-std=c++20", "-x", "c++", "-fsyntax-only", "-"], input="#include <barrier>\n",
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip("g++ lacks C++20 <barrier>: no CPU emulation of the kernels")
+    tmp = tmp_path_factory.mktemp("emulated_kernels")
+    cache: dict = {}
+
+    def get(filename, kernel, dtype):
+        key = (filename, np.dtype(dtype))
+        if key not in cache:
+            cache[key] = _build_emulated(tmp, filename, dtype)
+        return cache[key][kernel]
+
+    return get
+
+
+@pytest.fixture
+def emulated(monkeypatch, emulated_kernels):
+    """The CupyBackend wrappers on NumPy arrays with emulated kernels; outputs poisoned with NaN."""
+    stand_in = types.SimpleNamespace(ndarray=np.ndarray, empty=np.empty, ascontiguousarray=np.ascontiguousarray,
+                                     asarray=np.asarray, __name__="numpy")
+    monkeypatch.setattr(cupy_gpu, "cupy", stand_in)
+    monkeypatch.setattr(CupyBackend, "xp", np)
+    monkeypatch.setattr(cupy_gpu, "THREADS", _EMU_THREADS)
+    monkeypatch.setattr(cupy_gpu, "MAX_GRID_Y", 3)  # rows beyond gridDim.y take the grid-stride path
+    be = CupyBackend()
+    be._function = lambda filename, kernel, dtype: emulated_kernels(filename, kernel, dtype)
+    be._sm_count = lambda: 2
+    be._empty = lambda shape, dtype: np.full(shape, np.nan, dtype=dtype)
+    return be
+
+
+def _rand(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# (n, n_prev, m): one row, one column, more rows than gridDim.y, several column chunks, ragged tails.
+EMU_SHAPES = [(1, 3, 1), (1, 2, 2000), (7, 4, 37), (5, 3, 600)]
+
+
+def _close(got, want, dtype):
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert not np.isnan(got).any(), "an output element was not written"
+    np.testing.assert_allclose(got, want, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n, n_prev, m", EMU_SHAPES)
+def test_emulated_forward_and_backward(emulated, dtype, n, n_prev, m):
+    ref, rng = NumpyBackend(), np.random.default_rng(n * 1000 + m)
+    A_prev, W, b = _rand(rng, (n_prev, m), dtype), _rand(rng, (n, n_prev), dtype), _rand(rng, (n, 1), dtype)
+    dA = _rand(rng, (n, m), dtype)
+    for activation in ACTIVATIONS:
+        A, cache = emulated.linear_activation_forward(A_prev, W, b, activation)
+        A_ref, cache_ref = ref.linear_activation_forward(A_prev, W, b, activation)
+        _close(A, A_ref, dtype)
+        _close(cache.Z, cache_ref.Z, dtype)
+        _close(emulated.activation_forward(cache_ref.Z, activation), A_ref, dtype)
+        _close(emulated.activation_backward(dA, cache_ref.Z, activation),
+               ref.activation_backward(dA, cache_ref.Z, activation), dtype)
+        got = emulated.linear_activation_backward(dA, cache, activation)
+        for g, w in zip(got, ref.linear_activation_backward(dA, cache_ref, activation)):
+            _close(g, w, dtype)
+    for g, w in zip(emulated.linear_backward(dA, A_prev, W), ref.linear_backward(dA, A_prev, W)):
+        _close(g, w, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("n, m", [(1, 1), (1, 3000), (4, 77)])
+def test_emulated_cost_output_and_update(emulated, dtype, loss, n, m):
+    ref, rng = NumpyBackend(), np.random.default_rng(m)
+    AL = rng.uniform(0, 1, (n, m)).astype(dtype)
+    AL[0, 0] = 0.0  # saturated: the clip must keep the log finite
+    Y = (rng.uniform(0, 1, (n, m)) > 0.5).astype(dtype)
+    assert emulated.compute_cost(AL, Y, loss) == pytest.approx(ref.compute_cost(AL, Y, loss), rel=tol(dtype)["rtol"])
+    _close(emulated.output_backward(AL, Y, loss), ref.output_backward(AL, Y, loss), dtype)
+    P, G = _rand(rng, (n, m), dtype), _rand(rng, (n, m), dtype)
+    want = P - dtype(0.05) * G
+    out = emulated.update_parameters({"W1": P}, {"dW1": G}, 0.05)
+    assert out["W1"] is P
+    np.testing.assert_allclose(P, want, **tol(dtype))
+
+
+def test_emulated_nan_stays_visible(emulated):
+    Z = np.array([[np.nan, 1.0], [0.0, 2.0]])
+    for activation in ACTIVATIONS:
+        assert np.isnan(emulated.activation_forward(Z, activation)[0, 0]), activation
+    AL = np.array([[np.nan, 0.5]])
+    assert np.isnan(emulated.compute_cost(AL, np.ones_like(AL), "binary_cross_entropy"))
+
+
+def test_emulated_fallbacks_keep_numpy_semantics(emulated):
+    """Inputs the kernels don't cover (other dtypes, views, broadcast shapes) go to the NumPy code."""
+    ref, rng = NumpyBackend(), np.random.default_rng(0)
+    Z16 = rng.standard_normal((3, 5)).astype(np.float16)
+    np.testing.assert_allclose(emulated.activation_forward(Z16, "sigmoid"), ref.activation_forward(Z16, "sigmoid"))
+    A_prev = rng.standard_normal((9, 4)).T  # F-ordered view
+    W, b = rng.standard_normal((2, 4)), rng.standard_normal((2, 1))
+    A, _ = emulated.linear_activation_forward(A_prev, W, b, "tanh")
+    np.testing.assert_allclose(A, ref.linear_activation_forward(A_prev, W, b, "tanh")[0])
+
+
+# -- on a GPU -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gpu():
+    return dlaccel.get_backend("cupy")
+
+
+@pytest.fixture
+def poisoned(gpu, monkeypatch):
+    import cupy
+
+    monkeypatch.setattr(gpu, "_empty", lambda shape, dtype: cupy.full(shape, np.nan, dtype=dtype))
+    return gpu
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n, n_prev, m", [(1, 3, 1), (10, 33, 8193), (257, 64, 1000), (70000, 2, 3)])
+def test_gpu_fused_ops_match_numpy(poisoned, dtype, n, n_prev, m):
+    ref, rng = NumpyBackend(), np.random.default_rng(m)
+    host = [_rand(rng, s, dtype) for s in ((n_prev, m), (n, n_prev), (n, 1), (n, m))]
+    A_prev, W, b, dA = (poisoned.asarray(x) for x in host)
+    for activation in ACTIVATIONS:
+        A, cache = poisoned.linear_activation_forward(A_prev, W, b, activation)
+        A_ref, cache_ref = ref.linear_activation_forward(*host[:3], activation)
+        _close(A.get(), A_ref, dtype)
+        _close(cache.Z.get(), cache_ref.Z, dtype)
+        # Backward from the GPU's own Z and A: a Z within rounding of 0 must not flip relu's mask.
+        Z, A_host = cache.Z.get(), A.get()
+        _close(poisoned.activation_backward(dA, cache.Z, activation).get(),
+               ref.activation_backward(host[3], Z, activation), dtype)
+        same_cache = LayerCache(host[0], host[1], host[2], Z, A_host)
+        for g, w in zip(poisoned.linear_activation_backward(dA, cache, activation),
+                        ref.linear_activation_backward(host[3], same_cache, activation)):
+            _close(g.get(), w, dtype)
+    for loss in LOSSES:
+        AL = rng.uniform(0, 1, (n, m)).astype(dtype)
+        Y = (rng.uniform(0, 1, (n, m)) > 0.5).astype(dtype)
+        cost = poisoned.compute_cost(poisoned.asarray(AL), poisoned.asarray(Y), loss)
+        assert cost == pytest.approx(ref.compute_cost(AL, Y, loss), rel=tol(dtype)["rtol"])
+        _close(poisoned.output_backward(poisoned.asarray(AL), poisoned.asarray(Y), loss).get(), AL - Y, dtype)
+
+
+@pytest.mark.gpu
+def test_gpu_arrays_live_on_the_device(gpu):
+    import cupy
+
+    x = gpu.asarray(np.ones((2, 3), np.float32))
+    assert isinstance(x, cupy.ndarray) and x.dtype == np.float32
+    assert gpu.asarray(x) is x
+    assert isinstance(gpu.to_numpy(x), np.ndarray)
+    with pytest.raises(DeviceMismatchError, match="backend.to_numpy"):
+        dlaccel.get_backend("numpy").activation_forward(x, "relu")
+    with pytest.raises(DeviceMismatchError, match="backend.asarray"):
+        gpu.activation_forward(np.ones((2, 3)), "relu")
+    gpu.synchronize()
+
+
+@pytest.mark.gpu
+def test_gpu_model_round_trip_and_numpy_outputs():
+    X, Y = _blobs()
+    model = dlaccel.DeepNN([X.shape[0], 8, 1], seed=1, backend="numpy")
+    before = model.parameters
+    model.to("cupy")
+    assert model.backend.name == "cupy"
+    for k, p in model.parameters.items():
+        assert type(p) is np.ndarray
+        np.testing.assert_array_equal(p, before[k])
+    model.fit(X, Y, learning_rate=0.1, num_iterations=20)
+    assert type(model.predict(X)) is np.ndarray and type(model.predict_proba(X)) is np.ndarray
+    trained = model.parameters
+    model.to("numpy")
+    for k, p in model.parameters.items():
+        np.testing.assert_array_equal(p, trained[k])
+
+
+def _blobs():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 200))
+    return X, (X[0:1] * X[1:2] > 0).astype(np.int64)
+
+
+@pytest.mark.gpu
+def test_gpu_fit_matches_numpy():
+    X, Y = _blobs()
+    models = [dlaccel.DeepNN([2, 16, 8, 1], seed=3, backend=name) for name in ("numpy", "cupy")]
+    for model in models:
+        model.fit(X, Y, learning_rate=0.05, num_iterations=50, cost_every=10)
+    np.testing.assert_allclose([c for _, c in models[1].costs], [c for _, c in models[0].costs], rtol=1e-9)
+
+
+@pytest.mark.gpu
+def test_gpu_memory_does_not_grow_over_fit():
+    import cupy
+
+    pool = cupy.get_default_memory_pool()
+    rng = np.random.default_rng(0)
+    X, labels = rng.standard_normal((64, 512)), rng.integers(0, 10, (1, 512))
+    model = dlaccel.DeepNN([64, 128, 10], seed=0, dtype="float32", backend="cupy")
+    model.fit(X, labels, learning_rate=0.01, num_iterations=5)
+    cupy.cuda.Device().synchronize()
+    used, held = pool.used_bytes(), pool.total_bytes()
+    model.fit(X, labels, learning_rate=0.01, num_iterations=100)
+    cupy.cuda.Device().synchronize()
+    assert pool.used_bytes() <= used  # nothing kept alive across iterations
+    # The pool reuses its blocks: a leak of even the gradients (40 KB a step) would add 4 MB here.
+    assert pool.total_bytes() <= held + (1 << 20)
