@@ -1,0 +1,337 @@
+"""Numba-specific tests: the vectorised transcendentals, the fused kernels, the compile cache.
+
+The generic comparison of every op with the NumPy backend lives in test_ops.py (the numba backend
+joins the ``backend`` fixture); this file covers what only the numba backend has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlaccel
+from dlaccel.backends.base import ACTIVATIONS
+
+from .conftest import tol
+
+_reason = dlaccel.available_backends()["numba"]["reason"]
+if _reason is not None:
+    pytest.skip(f"numba: {_reason}", allow_module_level=True)
+
+from numba import njit  # noqa: E402
+
+from dlaccel.backends import numba_cpu  # noqa: E402
+
+HIDDEN = [a for a in ACTIVATIONS if a != "softmax"]
+
+
+@pytest.fixture
+def nb():
+    return dlaccel.get_backend("numba")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@njit
+def _exp_all(x, out):
+    for i in range(x.size):
+        out[i] = numba_cpu._exp(x[i])
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How many representable floats lie between ``a`` and ``b``: 0 for equal values, both NaN,
+    or +0 and -0; -1 where exactly one is NaN; inf for opposite infinities."""
+    bits = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}[a.dtype]
+    lowest = np.int64(np.iinfo(bits).min)
+    # sign-magnitude bit patterns -> one integer line on which neighbouring floats differ by 1
+    oa, ob = (np.where(i < 0, lowest - i, i) for i in (x.view(bits).astype(np.int64) for x in (a, b)))
+    d = np.abs(oa - ob).astype(np.float64)  # wraps negative only for opposite infinities
+    d[d < 0] = np.inf
+    d[np.isnan(a) & np.isnan(b)] = 0
+    d[np.isnan(a) ^ np.isnan(b)] = -1
+    return d
+
+
+def full_range(dtype) -> np.ndarray:
+    """Inputs over every regime: both saturated tails, overflow/underflow edges, tiny values,
+    subnormal results, signed zeros and non-finite values."""
+    finfo = np.finfo(dtype)
+    big = 120.0 if dtype == np.float32 else 800.0
+    parts = [
+        np.linspace(-big, big, 400_001),
+        np.geomspace(float(finfo.smallest_subnormal), 1.0, 50_001),
+        -np.geomspace(float(finfo.smallest_subnormal), 1.0, 50_001),
+        np.linspace(-2.0, 2.0, 100_001),
+        [0.0, -0.0, np.inf, -np.inf, np.nan, float(finfo.max), -float(finfo.max)],
+    ]
+    return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]).astype(dtype)
+
+
+# Measured here: exp 2 ulp (float32) and 1 ulp (float64) from NumPy's exp, sigmoid and tanh 3 ulp
+# from the NumPy backend in both dtypes (against an 80-bit reference: exp 1, tanh 2, sigmoid 3).
+ULP_BOUND = {"exp": 2, "sigmoid": 4, "tanh": 4}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_exp_matches_numpy_over_the_whole_range(dtype):
+    x = full_range(dtype)
+    got = np.empty_like(x)
+    _exp_all(x, got)
+    with np.errstate(over="ignore"):
+        want = np.exp(x)
+    d = ulp_distance(got, want)
+    assert d.min() >= 0, "NaN where NumPy has a number, or the reverse"
+    assert d.max() <= ULP_BOUND["exp"], f"max {d.max()} ulp at x={x[d.argmax()]!r}"
+    assert got.dtype == dtype
+    # the tails saturate exactly
+    assert np.all(got[x < -110 if dtype == np.float32 else x < -750] == 0)
+    assert np.all(np.isinf(got[x > 90 if dtype == np.float32 else x > 710]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_sigmoid_and_tanh_match_numpy_over_the_whole_range(nb, reference, activation, dtype):
+    x = full_range(dtype).reshape(1, -1)
+    got = nb.activation_forward(x, activation)
+    want = reference.activation_forward(x, activation)
+    d = ulp_distance(got.ravel(), want.ravel())
+    assert d.min() >= 0
+    assert d.max() <= ULP_BOUND[activation], f"max {d.max()} ulp at z={x.ravel()[d.argmax()]!r}"
+    # saturated tails are exact, tiny inputs keep their relative precision
+    assert np.all(got[x > 50] == 1)
+    tiny = (np.abs(x) < 1e-3) & (x != 0)
+    if activation == "tanh":
+        np.testing.assert_allclose(got[tiny], want[tiny], rtol=4 * np.finfo(dtype).eps, atol=0)
+        assert np.all(got[x < -50] == -1)
+    else:
+        assert np.all(got[x < -50] >= 0)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="checks x86 SIMD instructions")
+def test_activation_loops_are_vectorised():
+    """Packed float instructions in the compiled activation loops: exp/tanh are not scalar libm
+    calls (which is what math.exp gives with llvmlite builds that lack SVML). A fresh, uncached
+    copy of the kernel so the assembly is available."""
+    kernel = njit(numba_cpu._activate.py_func)
+    kernel.compile("void(float32[::1], float32[::1], int64)")
+    asm = kernel.inspect_asm(kernel.signatures[0])
+    packed = re.findall(r"\bv?(?:mul|add|fmadd\w*|div)ps\s", asm)
+    assert len(packed) >= 20
+    assert not re.search(r"call\w*\s+.*\bexpf?\b", asm)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("shape", [(3, 9000), (40, 7)], ids=["chunked-rows", "small"])
+def test_fused_layer_matches_numpy(nb, reference, activation, shape, dtype, rng):
+    """Bias + activation in one pass forward, dA * g'(Z) with the db sums backward; rows longer
+    than a chunk and softmax over several column blocks."""
+    n, m = shape
+    n_prev = 5
+    A_prev = rng.standard_normal((n_prev, m)).astype(dtype)
+    W = rng.standard_normal((n, n_prev)).astype(dtype)
+    b = rng.standard_normal((n, 1)).astype(dtype)
+    A, cache = nb.linear_activation_forward(A_prev, W, b, activation)
+    A_ref, cache_ref = reference.linear_activation_forward(A_prev, W, b, activation)
+    np.testing.assert_allclose(cache.Z, cache_ref.Z, **tol(dtype))
+    np.testing.assert_allclose(A, A_ref, **tol(dtype))
+    dA = rng.standard_normal(A.shape).astype(dtype)
+    for need_dA_prev in (True, False):
+        got = nb.linear_activation_backward(dA, cache, activation, need_dA_prev)
+        want = reference.linear_activation_backward(dA, cache_ref, activation, need_dA_prev)
+        assert (got[0] is None) == (not need_dA_prev)
+        for g, w in zip(got, want):
+            if w is not None:
+                assert g.dtype == dtype and g.shape == w.shape
+                np.testing.assert_allclose(g, w, **tol(dtype))
+    dZ = nb.activation_backward(dA, cache_ref.Z, activation)
+    np.testing.assert_allclose(dZ, reference.activation_backward(dA, cache_ref.Z, activation), **tol(dtype))
+
+
+def lr_problem(rng, dtype, n_x=300, m=517, scale=0.05):
+    X = rng.standard_normal((n_x, m)).astype(dtype)
+    W = (rng.standard_normal((1, n_x)) * scale).astype(dtype)
+    b = np.full((1, 1), 0.3, dtype)
+    Y = (rng.random((1, m)) > 0.5).astype(dtype)
+    return W, b, X, Y
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_logistic_regression_step_matches_numpy(nb, reference, dtype, rng, layout):
+    W, b, X, Y = lr_problem(rng, dtype)
+    want = reference.logistic_regression_step(W, b, X, Y)
+    if layout == "F":
+        X = np.asfortranarray(X)
+    elif layout == "strided":
+        X = np.repeat(X, 2, axis=1)[:, ::2]
+    assert X.flags.c_contiguous == (layout == "C")
+    cost, dW, db = nb.logistic_regression_step(W, b, X, Y)
+    assert isinstance(cost, float)
+    assert dW.dtype == dtype and dW.shape == W.shape and db.dtype == dtype and db.shape == (1, 1)
+    np.testing.assert_allclose(cost, want[0], **tol(dtype))
+    np.testing.assert_allclose(dW, want[1], **tol(dtype))
+    np.testing.assert_allclose(db, want[2], **tol(dtype))
+    assert nb.logistic_regression_step(W, b, X, Y, with_cost=False)[0] is None
+
+
+def test_logistic_regression_step_saturated_is_finite(nb, reference, dtype, rng):
+    W, b, X, Y = lr_problem(rng, dtype, scale=100.0)
+    cost, dW, db = nb.logistic_regression_step(W, b, X, Y)
+    want = reference.logistic_regression_step(W, b, X, Y)
+    assert np.isfinite(cost) and cost > 1
+    np.testing.assert_allclose(cost, want[0], **tol(dtype))
+    np.testing.assert_allclose(dW, want[1], **tol(dtype))
+
+
+def test_logistic_regression_step_splits_examples_over_threads(nb, reference, rng):
+    """An odd number of examples over the per-thread partial gradients, and fewer examples than
+    threads."""
+    for m in (1, 1001):
+        W, b, X, Y = lr_problem(rng, np.float64, n_x=33, m=m)
+        got = nb.logistic_regression_step(W, b, np.asfortranarray(X), Y)
+        for g, w in zip(got, reference.logistic_regression_step(W, b, X, Y)):
+            np.testing.assert_allclose(g, w, **tol(np.float64))
+
+
+def test_every_op_keeps_its_dtype(nb, dtype, rng):
+    A_prev = rng.standard_normal((4, 6)).astype(dtype)
+    W = rng.standard_normal((3, 4)).astype(dtype)
+    b = rng.standard_normal((3, 1)).astype(dtype)
+    Y = np.eye(3, dtype=dtype)[:, rng.integers(0, 3, 6)]
+    Z = nb.linear_forward(A_prev, W, b)
+    outputs = [Z, *(nb.activation_forward(Z, a) for a in ACTIVATIONS)]
+    outputs += [nb.activation_backward(Y, Z, a) for a in ACTIVATIONS]
+    AL, cache = nb.linear_activation_forward(A_prev, W, b, "softmax")
+    outputs += [AL, *cache[3:], nb.output_backward(AL, Y, "cross_entropy")]
+    outputs += [g for g in nb.linear_backward(Y, A_prev, W)]
+    outputs += [g for g in nb.linear_activation_backward(Y, cache, "softmax")]
+    params = {"W1": W.copy(), "b1": b.copy()}
+    nb.update_parameters(params, {"dW1": W, "db1": b}, 0.1)
+    outputs += list(params.values())
+    assert [o.dtype for o in outputs] == [np.dtype(dtype)] * len(outputs)
+    assert isinstance(nb.compute_cost(AL, Y, "cross_entropy"), float)
+
+
+def test_transposed_and_strided_inputs(nb, reference, dtype, rng):
+    """Fortran-ordered and strided views give the numbers of their contiguous copies."""
+    A_prev = rng.standard_normal((9, 5)).astype(dtype).T  # (5, 9), F-ordered
+    W = np.asfortranarray(rng.standard_normal((6, 5)).astype(dtype))
+    b = rng.standard_normal((6, 2)).astype(dtype)[:, :1]  # strided column
+    for activation in ACTIVATIONS:
+        A, cache = nb.linear_activation_forward(A_prev, W, b, activation)
+        A_ref, cache_ref = reference.linear_activation_forward(*map(np.ascontiguousarray, (A_prev, W, b)), activation)
+        np.testing.assert_allclose(A, A_ref, **tol(dtype))
+        dA = rng.standard_normal((A.shape[1], A.shape[0])).astype(dtype).T
+        got = nb.linear_activation_backward(dA, cache, activation)
+        want = reference.linear_activation_backward(np.ascontiguousarray(dA), cache_ref, activation)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, **tol(dtype))
+        Zt = cache_ref.Z.T.copy().T
+        np.testing.assert_allclose(nb.activation_forward(Zt, activation), reference.activation_forward(Zt, activation),
+                                   **tol(dtype))
+    AL = reference.activation_forward(rng.standard_normal((3, 8)).astype(dtype), "softmax").T.copy().T
+    Y = np.asfortranarray(np.eye(3, dtype=dtype)[:, rng.integers(0, 3, 8)])
+    assert nb.compute_cost(AL, Y, "cross_entropy") == pytest.approx(reference.compute_cost(AL, Y, "cross_entropy"),
+                                                                     rel=tol(dtype)["rtol"])
+    np.testing.assert_array_equal(nb.output_backward(AL, Y, "cross_entropy"), AL - Y)
+
+
+def test_saturated_outputs_and_extreme_inputs(nb, reference, dtype):
+    """Saturated probabilities give NumPy's finite cost; huge pre-activations give no warnings
+    (pytest turns RuntimeWarning into an error) and saturate."""
+    big = float(np.finfo(dtype).max) / 4
+    Z = np.array([[-big, -1e3, 0.0, 1e3, big], [big, 1e3, 0.0, -1e3, -big]], dtype)
+    for activation in ("sigmoid", "tanh", "softmax"):
+        A = nb.activation_forward(Z, activation)
+        assert np.all(np.isfinite(A))
+        np.testing.assert_allclose(A, reference.activation_forward(Z, activation), **tol(dtype))
+    AL = np.array([[0.0, 1.0, 1.0, 0.0]], dtype)
+    Y = np.array([[1.0, 0.0, 1.0, 0.0]], dtype)
+    cost = nb.compute_cost(AL, Y, "binary_cross_entropy")
+    assert np.isfinite(cost)
+    assert cost == pytest.approx(reference.compute_cost(AL, Y, "binary_cross_entropy"), rel=tol(dtype)["rtol"])
+
+
+def test_nan_propagates_like_numpy(nb, reference):
+    Z = np.array([[0.5, np.nan, -1.0], [1.0, 2.0, 3.0]])
+    for activation in ("sigmoid", "tanh", "softmax"):
+        got, want = nb.activation_forward(Z, activation), reference.activation_forward(Z, activation)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+def test_other_dtypes_fall_back_to_numpy(nb, reference, rng):
+    """float16 and mixed dtypes are not compiled for: they get the NumPy backend's results."""
+    Z16 = rng.standard_normal((3, 4)).astype(np.float16)
+    for activation in ACTIVATIONS:
+        got = nb.activation_forward(Z16, activation)
+        want = reference.activation_forward(Z16, activation)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    AL = reference.activation_forward(rng.standard_normal((1, 6)).astype(np.float32), "sigmoid")
+    Y = rng.integers(0, 2, (1, 6))
+    assert nb.compute_cost(AL, Y, "binary_cross_entropy") == reference.compute_cost(AL, Y, "binary_cross_entropy")
+
+
+def test_update_parameters_in_place(nb, reference, dtype, rng):
+    params = {"W1": rng.standard_normal((4, 3)).astype(dtype), "b1": rng.standard_normal((4, 1)).astype(dtype)}
+    grads = {"dW1": rng.standard_normal((4, 3)).astype(dtype), "db1": rng.standard_normal((4, 1)).astype(dtype)}
+    want = reference.update_parameters({k: v.copy() for k, v in params.items()}, grads, 0.05)
+    W1 = params["W1"]
+    got = nb.update_parameters(params, grads, 0.05)
+    assert got["W1"] is W1
+    for key in params:
+        np.testing.assert_array_equal(got[key], want[key])
+
+
+_CACHE_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from numba.core import event
+    import dlaccel
+    from dlaccel.backends import numba_cpu
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 32)).astype(np.float32)
+    Y = (X[:1] > 0).astype(np.float32)
+    with event.install_recorder("numba:compile") as compiles:
+        dlaccel.DeepNN([4, 3, 1], seed=0, dtype="float32", backend="numba").fit(X, Y, num_iterations=3)
+        dlaccel.LogisticRegression(seed=0, dtype="float32", backend="numba").fit(X, Y, num_iterations=3)
+    dispatchers = [d for d in vars(numba_cpu).values() if hasattr(d, "stats")]
+    print(json.dumps({
+        "compiles": len(compiles.buffer),
+        "hits": sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
+        "misses": sum(sum(d.stats.cache_misses.values()) for d in dispatchers),
+    }))
+    """
+)
+
+
+@pytest.mark.slow
+def test_second_process_loads_kernels_from_the_cache(tmp_path):
+    """cache=True: a fresh process with the cache filled compiles nothing."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(dlaccel.__file__).parents[1]), env.get("PYTHONPATH", "")])
+
+    def run() -> dict:
+        out = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT], env=env, capture_output=True, text=True,
+                             check=True, timeout=600)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = run()
+    assert first["compiles"] > 0 and first["misses"] > 0
+    assert list(tmp_path.rglob("*.nbi")), "no cache index written"
+    second = run()
+    assert second == {"compiles": 0, "hits": second["hits"], "misses": 0}
+    assert second["hits"] > 0
