@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
+
+from .errors import InputError
 
 
 def gradient_check(model: Any, X: Any, Y: Any, epsilon: float = 1e-7, max_checks: int | None = None,
@@ -21,18 +24,16 @@ def gradient_check(model: Any, X: Any, Y: Any, epsilon: float = 1e-7, max_checks
 
     if not isinstance(model, Model):
         raise TypeError(f"gradient_check expects a dlaccel model, got {type(model).__name__}")
-    probe = type(model).__new__(type(model))
-    probe.__dict__.update(model.__dict__)
+    if not (isinstance(epsilon, float | int) and 0 < epsilon < 1):
+        raise InputError(f"epsilon must be a small positive number (1e-7 is usual), got {epsilon!r}")
+    model._prepare(X, Y)  # an unfitted model takes its layer sizes from the data, as in fit
+    probe = copy.copy(model)
     probe.dtype = np.dtype(np.float64)
-    X, Y = probe._prepare(X, Y)  # builds the layers on first use, like fit
-    if model._params is None:
-        model._build(probe.layer_dims)
-        model.output_activation = probe.output_activation
     params = {k: p.astype(np.float64) for k, p in model.parameters.items()}
     probe.parameters = params
+    X, Y = probe._prepare(X, Y)
     grads = probe.gradients(X, Y)
-    keys = [k for k in params]
-    flat_index = [(k, i) for k in keys for i in range(params[k].size)]
+    flat_index = [(k, i) for k, p in params.items() for i in range(p.size)]
     if max_checks is not None and max_checks < len(flat_index):
         rng = np.random.RandomState(seed)
         flat_index = [flat_index[j] for j in rng.choice(len(flat_index), max_checks, replace=False)]

@@ -141,12 +141,10 @@ class Model:
 
     @parameters.setter
     def parameters(self, values: dict[str, Any]) -> None:
+        if not isinstance(values, dict):
+            raise ShapeError(f"parameters must be a dict {{'W1', 'b1', ..., 'WL', 'bL'}}, got {type(values).__name__}")
         if self.layer_dims is None:
-            W1 = np.asarray(values.get("W1")) if isinstance(values, dict) and "W1" in values else None
-            if W1 is None or W1.ndim != 2:
-                raise ShapeError("parameters must contain W1, b1, ..., WL, bL as 2-D arrays")
-            dims = [W1.shape[1]] + [np.asarray(values[f"W{l}"]).shape[0] for l in range(1, len(values) // 2 + 1)]
-            self._build(v.check_layer_dims(dims))
+            self._build(self._dims_from_parameters(values))
         expected = self._expected_shapes()
         if set(values) != set(expected):
             raise ShapeError(f"parameters must have exactly the keys {sorted(expected)}, got {sorted(values)}")
@@ -159,6 +157,17 @@ class Model:
                 raise InputError(f"parameter {key} must be finite numbers")
             new[key] = self.backend.asarray(value, dtype=self.dtype)
         self._params = new
+
+    def _dims_from_parameters(self, values: dict[str, Any]) -> list[int]:
+        """The layer sizes that ``values`` describe, for a model whose sizes come from the data."""
+        shapes = [np.shape(values[f"W{l}"]) for l in range(1, len(values) + 1) if f"W{l}" in values]
+        if not shapes or any(len(s) != 2 for s in shapes):
+            raise ShapeError("parameters must contain W1, b1, ..., WL, bL as 2-D arrays")
+        dims = v.check_layer_dims([shapes[0][1]] + [s[0] for s in shapes])
+        expected = self._infer_layer_dims(dims[0], dims[-1])
+        if dims != expected:
+            raise ShapeError(f"these parameters describe layers {dims}; a {type(self).__name__} has {expected}")
+        return dims
 
     def _expected_shapes(self) -> dict[str, tuple[int, int]]:
         dims = self.layer_dims or []

@@ -105,3 +105,5 @@ def test_gradient_check_on_an_unfitted_shallow_net_and_sampled_checks():
     model = dlaccel.ShallowNN(4, seed=2)
     assert dlaccel.gradient_check(model, X, Y, max_checks=5) < 1e-6
     assert model.layer_dims == [2, 4, 1]
+    with pytest.raises(dlaccel.InputError, match="epsilon"):
+        dlaccel.gradient_check(model, X, Y, epsilon=0)

@@ -247,3 +247,11 @@ def test_parameters_setter_validates_shapes():
                             "b2": np.zeros((1, 1))}
     with pytest.raises(dlaccel.ShapeError, match="keys"):
         model.parameters = {"W1": np.ones((2, 3))}
+    with pytest.raises(dlaccel.ShapeError, match="ShallowNN has"):
+        dlaccel.ShallowNN(4).parameters = {"W1": np.ones((3, 2)), "b1": np.zeros((3, 1)),
+                                           "W2": np.ones((1, 3)), "b2": np.zeros((1, 1))}
+    with pytest.raises(dlaccel.ShapeError, match="dict"):
+        dlaccel.LogisticRegression().parameters = [np.ones((1, 2))]
+    lr = dlaccel.LogisticRegression()
+    lr.parameters = {"W1": np.ones((1, 3)), "b1": np.zeros((1, 1))}
+    assert lr.layer_dims == [3, 1] and lr.output_activation == "sigmoid"
