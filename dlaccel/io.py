@@ -33,7 +33,7 @@ def save_model(model: Any, path: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_HEADER: np.array(json.dumps(header))}, **params)
+            np.savez(f, **{_HEADER: np.array(json.dumps(header)), **params})
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -68,6 +68,7 @@ def load_model(path: Any, backend: Any = None) -> Any:
     name = header.get("class")
     if name not in cls:
         raise ModelFileError(f"{path} holds an unknown model class {name!r}")
+    model: models.Model
     try:
         dims = [int(n) for n in header["layer_dims"]]
         common = {"output_activation": header["output_activation"], "initialization": header["initialization"],

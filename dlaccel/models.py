@@ -111,8 +111,14 @@ class Model:
         return 0 if self.layer_dims is None else len(self.layer_dims) - 1
 
     @property
+    def _output(self) -> str:
+        if self.output_activation is None:
+            raise InputError(f"this {type(self).__name__} has not been fitted yet: call fit(X, Y) first")
+        return self.output_activation
+
+    @property
     def loss(self) -> str:
-        return _LOSS[self.output_activation or "sigmoid"]
+        return _LOSS[self._output]
 
     def reset(self) -> Model:
         """Draw the initial parameters again and clear the cost history."""
@@ -130,6 +136,11 @@ class Model:
         if self._params is None:
             raise InputError(f"this {type(self).__name__} has not been fitted yet: call fit(X, Y) first")
         return self._params
+
+    def _require_built_dims(self) -> list[int]:
+        self._require_built()
+        assert self.layer_dims is not None
+        return self.layer_dims
 
     # -- parameters --------------------------------------------------------------------------------
 
@@ -189,11 +200,11 @@ class Model:
     # -- propagation ------------------------------------------------------------------------------
 
     def _forward(self, X: Any) -> tuple[Any, list]:
-        params, be = self._params, self.backend
+        params, be = self._require_built(), self.backend
         L = self.num_layers
         A, caches = X, []
         for l in range(1, L + 1):
-            act = self.output_activation if l == L else self.hidden_activation
+            act = self._output if l == L else self.hidden_activation
             A, cache = be.linear_activation_forward(A, params[f"W{l}"], params[f"b{l}"], act)
             caches.append(cache)
         return A, caches
@@ -212,7 +223,7 @@ class Model:
 
     def _step(self, X: Any, Y: Any, with_cost: bool) -> tuple[float | None, dict[str, Any]]:
         """One forward and backward pass: the cost (when asked) and the gradients."""
-        params, be = self._params, self.backend
+        params, be = self._require_built(), self.backend
         if self.num_layers == 1 and self.output_activation == "sigmoid":
             cost, dW, db = be.logistic_regression_step(params["W1"], params["b1"], X, Y, with_cost)
             return cost, {"dW1": dW, "db1": db}
@@ -238,7 +249,7 @@ class Model:
             elif self.output_activation == "softmax" and n_y == 1:
                 n_y = max(2, int(Y.max()) + 1)
             self._build(self._infer_layer_dims(X.shape[0], n_y))
-        T = v.labels_to_targets(Y, self.layer_dims[-1], self.output_activation, self.dtype)
+        T = v.labels_to_targets(Y, self._require_built_dims()[-1], self._output, self.dtype)
         return self.backend.asarray(X, dtype=self.dtype), self.backend.asarray(T, dtype=self.dtype)
 
     # -- public API -------------------------------------------------------------------------------
@@ -270,8 +281,8 @@ class Model:
             return self
         from ._progress import progress_reporter
 
-        be = self.backend
-        good = {k: p.copy() for k, p in self._params.items()}
+        be, params = self.backend, self._require_built()
+        good = {k: p.copy() for k, p in params.items()}
         start = self.iteration
         # Overflow while diverging is reported once, as TrainingDivergedError, not as warnings.
         quiet = np.errstate(over="ignore", invalid="ignore")
@@ -280,15 +291,16 @@ class Model:
                 it = start + i
                 record = i == 0 or it % cost_every == 0 or i == n_iter - 1
                 cost, grads = self._step(X, Y, with_cost=record)
-                if record:
-                    if not math.isfinite(cost) or not all(be.all_finite(p) for p in self._params.values()):
+                if cost is not None:
+                    if not math.isfinite(cost) or not all(be.all_finite(p) for p in params.values()):
                         self._diverged(good, it, cost)
-                    good = {k: p.copy() for k, p in self._params.items()}
+                    good = {k: p.copy() for k, p in params.items()}
                     self.costs.append((it, cost))
                     report(i + 1, cost)
-                be.update_parameters(self._params, grads, lr)
+                # A backend may update in place or return new arrays; both are kept.
+                params = self._params = be.update_parameters(params, grads, lr)
                 self.iteration = it + 1
-        if not all(be.all_finite(p) for p in self._params.values()):
+        if not all(be.all_finite(p) for p in params.values()):
             self._diverged(good, self.iteration - 1, None)
         return self
 
