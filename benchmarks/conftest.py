@@ -4,6 +4,13 @@ Full sizes (issue 3) by default; ``DLACCEL_BENCH_TINY=1`` shrinks every workload
 ``pytest benchmarks/ --benchmark-disable`` is a quick smoke test in CI. The machine's limits are
 measured once per session and printed in the summary; each benchmark's ``extra_info`` carries its
 size, first-call time, check error, rate (GFLOP/s or GB/s) and share of the limit.
+
+pytest-benchmark times everything in this one process, where runtimes interfere (OpenBLAS's workers
+spin after each GEMM and hold the cores PyTorch's or Numba's thread pool waits for). So the
+``target`` fixture is module-scoped: pytest then runs each backend's benchmarks contiguously
+(loops, numpy, numba, cupy, then PyTorch), never interleaved, and the NumPy reference each check
+needs runs with BLAS on one thread. Ratios across backends are still best taken from
+``dlaccel bench``, which times every backend in a fresh process of its own.
 """
 
 from __future__ import annotations
@@ -42,9 +49,12 @@ def torch_module():
     return torch, reason
 
 
-@pytest.fixture(params=TARGETS)
+@pytest.fixture(scope="module", params=TARGETS)
 def target(request, torch_module):
-    """A dlaccel backend, or the string "torch" (skipped with the reason when not installed)."""
+    """A dlaccel backend, or the string "torch" (skipped with the reason when not installed).
+
+    Module scope makes pytest group the tests by backend: one backend's benchmarks run one after
+    the other, then the next backend's."""
     if request.param == bench.PEER:
         torch, reason = torch_module
         if torch is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -18,10 +20,10 @@ from dlaccel.bench.timing import Timing
 RESULT_FIELDS = {
     "workload", "group", "backend", "unit", "size", "measured_size", "extrapolation", "first_call_s", "median_s",
     "q1_s", "q3_s", "min_s", "max_s", "samples", "calls_per_sample", "check", "rate", "rate_unit", "limit",
-    "share_of_limit", "speedup_vs_loops", "speedup_vs_numpy", "overhead_us", "error",
+    "share_of_limit", "speedup_vs_loops", "speedup_vs_numpy", "overhead_us", "error", "pid",
 }
-REPORT_FIELDS = {"schema", "created", "profile", "dtype", "threads", "system", "limits", "peer", "workloads",
-                 "results", "notes", "wall_s"}
+REPORT_FIELDS = {"schema", "created", "profile", "dtype", "threads", "isolation", "system", "limits", "peer",
+                 "workloads", "results", "notes", "wall_s"}
 
 
 class WrongReluBackend(NumpyBackend):
@@ -33,6 +35,33 @@ class WrongReluBackend(NumpyBackend):
         if activation == "relu":
             return Z.copy()
         return super().activation_forward(Z, activation)
+
+
+class RaisingBackend(NumpyBackend):
+    """A backend whose relu raises: an ordinary error inside its child process."""
+
+    name = "raising"
+
+    def activation_forward(self, Z, activation):
+        raise RuntimeError("relu exploded")
+
+
+class CrashingBackend(NumpyBackend):
+    """A backend whose linear_forward kills its process, as a segfault in compiled code would."""
+
+    name = "crashing"
+
+    def linear_forward(self, A_prev, W, b):
+        os._exit(7)
+
+
+class HangingBackend(NumpyBackend):
+    """A backend whose relu never returns."""
+
+    name = "hanging"
+
+    def activation_forward(self, Z, activation):
+        time.sleep(3600)
 
 
 class Counting:
@@ -108,6 +137,71 @@ def test_a_wrong_backend_fails_its_check_and_is_not_timed():
         assert r["error"].startswith("check failed") and not r["check"]["passed"]
         assert r["median_s"] is None and r["samples"] == 0
     assert all(r["error"] is None for r in report["results"] if r["backend"] == "numpy")
+
+
+def test_rows_are_timed_in_a_fresh_process_per_backend(tiny_report):
+    assert tiny_report["isolation"]["mode"] == "process"
+    assert tiny_report["isolation"]["parent_pid"] == os.getpid()
+    pids: dict[str, set] = {}
+    for r in tiny_report["results"]:
+        pids.setdefault(r["backend"], set()).add(r["pid"])
+    assert all(len(p) == 1 for p in pids.values())  # one child per backend ...
+    children = [p.pop() for p in pids.values()]
+    assert len(set(children)) == len(children) and os.getpid() not in children  # ... each its own
+    workers = tiny_report["isolation"]["workers"]
+    assert set(workers) == set(pids)
+    assert all(w["exit_codes"] == [0] and w["blas_threads"] == tiny_report["threads"] for w in workers.values())
+    if tiny_report["peer"]["available"]:
+        assert workers["torch"]["torch_threads"] == tiny_report["threads"] == tiny_report["peer"]["threads"]
+
+
+def test_in_process_rows_are_timed_here():
+    report = bench.run(["numpy"], bench.select_workloads(["dot"]), "tiny", isolate=False)
+    assert report["isolation"]["mode"] == "in-process"
+    assert [r["pid"] for r in report["results"]] == [os.getpid()]
+
+
+def test_an_error_in_a_child_becomes_that_rows_error():
+    report = bench.run([RaisingBackend(), "numpy"], bench.select_workloads(["dot", "relu_fwd"]), "tiny")
+    rows = {(r["workload"], r["backend"]): r for r in report["results"]}
+    assert rows["relu_fwd", "raising"]["error"] == "RuntimeError: relu exploded"
+    assert rows["dot", "raising"]["error"] is None and rows["dot", "raising"]["median_s"] > 0
+    assert rows["relu_fwd", "numpy"]["error"] is None
+
+
+def test_a_crashed_child_becomes_a_row_error_and_a_fresh_child_runs_the_rest():
+    report = bench.run([CrashingBackend()], bench.select_workloads(["dot", "relu_fwd"]), "tiny")
+    dot, relu = report["results"]
+    assert dot["workload"] == "dot" and "exit status 7" in dot["error"] and dot["median_s"] is None
+    assert relu["error"] is None and relu["median_s"] > 0
+    assert dot["pid"] != relu["pid"]
+    assert report["isolation"]["workers"]["crashing"]["exit_codes"] == [7, 0]
+
+
+def test_a_stalled_child_is_killed_and_its_row_says_so():
+    report = bench.run([HangingBackend()], bench.select_workloads(["relu_fwd"]), "tiny", timeout_s=5)
+    (row,) = report["results"]
+    assert row["error"].startswith("timed out") and row["median_s"] is None
+
+
+def test_isolation_needs_a_backend_a_child_can_import():
+    class Local(NumpyBackend):
+        name = "local"
+
+    with pytest.raises(dlaccel.InputError, match="isolate=False"):
+        bench.run([Local()], bench.select_workloads(["dot"]), "tiny")
+    report = bench.run([Local()], bench.select_workloads(["dot"]), "tiny", isolate=False)
+    assert report["results"][0]["error"] is None
+
+
+def test_logreg_data_is_the_courses_f_ordered_layout():
+    workload = bench.WORKLOADS["logreg"]
+    size = workload.size("tiny")
+    data = workload.data(size, np.dtype(np.float32))
+    X = data["X"]
+    assert X.shape == (size["n_x"], size["m"]) and X.dtype == np.float32
+    assert X.flags.f_contiguous and not X.flags.c_contiguous  # images.reshape(m, -1).T
+    assert X.T.flags.c_contiguous  # the rows PyTorch gets, without a copy
 
 
 def test_compare_outputs_rejects_shape_dtype_and_nonfinite():

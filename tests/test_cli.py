@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -176,9 +177,29 @@ def test_bench_reports_a_failed_check_and_exits_nonzero(invoke, monkeypatch):
 
     monkeypatch.setattr(numpy_backend.NumpyBackend, "activation_forward",
                         lambda self, Z, activation: Z.copy())
-    result = invoke(*TINY, "--backends", "loops,numpy", "--workloads", "relu_fwd")
+    # In-process, so that the patched backend is the one timed (a child would import the real one).
+    result = invoke(*TINY, "--in-process", "--backends", "loops,numpy", "--workloads", "relu_fwd")
     assert_one_line_error(result, "1 row(s) failed")
     assert "FAILED: check failed" in result.stdout
+    assert "isolation: none (--in-process)" in result.stdout
+
+
+def test_bench_times_each_backend_in_its_own_process(invoke, tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke(*TINY, "--backends", "numpy,loops", "--workloads", "dot", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert "isolation: each backend timed in a fresh process" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["isolation"]["mode"] == "process"
+    pids = {r["backend"]: r["pid"] for r in report["results"]}
+    assert set(pids) == {"numpy", "loops"} and len(set(pids.values())) == 2
+    assert os.getpid() not in pids.values()
+    assert {b: w["pid"] for b, w in report["isolation"]["workers"].items()} == pids
+
+
+def test_bench_timeout_option_is_checked(invoke, no_run):
+    result = invoke(*TINY, "--timeout", "0")
+    assert result.exit_code != 0 and "--timeout" in result.output
 
 
 def test_train_planar_writes_model_and_plot(invoke, tmp_path):

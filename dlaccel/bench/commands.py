@@ -23,7 +23,7 @@ from .. import __version__
 from ..errors import DlaccelError, InputError, MissingDependencyError
 from . import report as rep
 from . import sysinfo
-from .runner import resolve_targets, run
+from .runner import ROW_TIMEOUT_S, resolve_targets, run
 from .workloads import PROFILES, WORKLOADS, select_workloads
 
 DATASETS = ("planar", "moons", "circles", "blobs", "digits")
@@ -135,21 +135,25 @@ def info(as_json: bool) -> None:
 
 BENCH_HELP = f"""Run the workloads on every available backend and PyTorch, print the table.
 
-Each result is checked against the NumPy backend before it is timed; the first call (Numba's
-compilation, CuPy's kernel build) is reported apart from the warm median. Rates are GFLOP/s or GB/s
-(bytes read + written), shares are of this machine's limits measured in the same run.
+Each backend (and PyTorch) is timed in a fresh process of its own, one after the other, so that
+one runtime's thread pool cannot slow another's rows; this process measures the machine's limits
+and prints the table. Each result is checked against the NumPy backend before it is timed; the
+first call (Numba's compilation or cache load, CuPy's kernel build) is reported apart from the warm
+median. Rates are GFLOP/s or GB/s (bytes read + written), shares are of this machine's limits
+measured in the same run.
 
 \b
 Workloads: {", ".join(WORKLOADS)}
 Groups: elementwise (the six activations), deep (both DeepNN steps)
 
 \b
-JSON (--json): schema "dlaccel-bench/1"; profile, dtype, threads; system (versions, cpu,
-thread_pools with BLAS library/kernel/threads, backends, gpus); limits.host (and .device) with
-gemm_gflops, copy_gbps; peer; workloads (title, unit, size); results[] with workload, backend,
-size, measured_size, extrapolation, first_call_s, median_s, q1_s, q3_s, min_s, max_s, samples,
-check (passed, max_rel_error, tolerance), rate, rate_unit, limit, share_of_limit,
-speedup_vs_loops, speedup_vs_numpy, overhead_us, error; notes; wall_s.
+JSON (--json): schema "dlaccel-bench/1"; profile, dtype, threads; isolation (mode "process" or
+"in-process", parent_pid, row_timeout_s, workers per backend: pid, thread pools); system
+(versions, cpu, thread_pools with BLAS library/kernel/threads, backends, gpus); limits.host (and
+.device) with gemm_gflops, copy_gbps; peer; workloads (title, unit, size); results[] with
+workload, backend, size, measured_size, extrapolation, first_call_s, median_s, q1_s, q3_s, min_s,
+max_s, samples, check (passed, max_rel_error, tolerance), rate, rate_unit, limit, share_of_limit,
+speedup_vs_loops, speedup_vs_numpy, overhead_us, error, pid; notes; wall_s.
 """
 
 
@@ -164,10 +168,16 @@ speedup_vs_loops, speedup_vs_numpy, overhead_us, error; notes; wall_s.
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--repeat", type=click.IntRange(min=1),
               help="Fewest timed samples per row (default 3; fast rows take more).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=ROW_TIMEOUT_S,
+              show_default=True, help="Seconds a backend's process may spend on one row before it is killed "
+              "and the row reported as timed out.")
+@click.option("--in-process", is_flag=True,
+              help="Time every backend in this one process (rows then interfere through the runtimes' thread "
+                   "pools; for debugging).")
 @click.option("--profile", type=click.Choice(PROFILES), hidden=True, help="Size profile; 'tiny' is for tests.")
 @_handle_errors
 def bench(backends: str | None, workloads: str | None, quick: bool, json_path: Path | None, plot_path: Path | None,
-          dtype: str, repeat: int | None, profile: str | None) -> None:
+          dtype: str, repeat: int | None, timeout_s: float, in_process: bool, profile: str | None) -> None:
     check_output_path(json_path, "--json")
     check_output_path(plot_path, "--plot")
     if plot_path is not None:
@@ -177,7 +187,8 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
     profile = profile or ("quick" if quick else "full")
     console, status_console = _console(), Console(stderr=True)
     with status_console.status("starting") as status:
-        result = run(targets, chosen, profile, dtype, repeat, progress=status.update)
+        result = run(targets, chosen, profile, dtype, repeat, progress=status.update, isolate=not in_process,
+                     timeout_s=timeout_s)
     show_bench(result, console)
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

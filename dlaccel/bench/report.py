@@ -69,6 +69,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     peer = report["peer"]
     if peer["available"]:
         lines.append(f"peer: PyTorch {peer['version']} (CPU, {peer['threads']} threads)")
+    isolation = report.get("isolation", {})
+    if isolation.get("mode") == "process":
+        lines.append("isolation: each backend timed in a fresh process of its own, one after the other")
+    elif isolation.get("mode") == "in-process":
+        lines.append("isolation: none (--in-process): every backend timed in one process; rows interfere")
     return lines
 
 

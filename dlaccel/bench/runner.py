@@ -1,11 +1,22 @@
-"""Run the workloads on the chosen backends (and the PyTorch peer): check, time, rate, compare."""
+"""Run the workloads on the chosen backends (and the PyTorch peer): check, time, rate, compare.
+
+By default each backend (and the peer) is timed in a fresh child process of its own
+(:mod:`dlaccel.bench.worker`), one after the other: runtimes in one process interfere (OpenBLAS's
+workers spin after every GEMM and hold the cores that the next parallel region of PyTorch's or
+Numba's thread pool waits for). This process measures the machine's limits, gathers the rows,
+computes the speed-ups and writes the report. ``isolate=False`` times everything in this process.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
+import os
 import re
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +35,9 @@ PEER = "torch"
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
 # Per profile: the fewest timed samples and the time budget for sampling one row.
 SAMPLING = {"full": (3, 0.5), "quick": (3, 0.15), "tiny": (1, 0.0)}
+# A child process that makes no progress (no row finished) for this long is killed and that row
+# reported as timed out: generous, since a cold Numba cache compiles every kernel in one first call.
+ROW_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -54,6 +68,8 @@ class Result:
     speedup_vs_numpy: float | None = None
     overhead_us: float | None = None
     error: str | None = None
+    # The process the row was timed in (a fresh child per backend unless run in-process).
+    pid: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -98,6 +114,29 @@ def compare_outputs(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], dtyp
     passed = worst <= worst_tol
     message = None if passed else f"differs from NumPy: relative error {worst:.2e} > {worst_tol:.1e}"
     return {"passed": passed, "max_rel_error": worst, "tolerance": worst_tol, "message": message}
+
+
+@contextlib.contextmanager
+def quiet_blas() -> Iterator[None]:
+    """NumPy's BLAS on the calling thread only, for the reference outputs and the checks: its
+    workers stay asleep instead of spinning on the cores the next timed row needs."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def torch_missing_reason() -> str | None:
+    """Why there is no PyTorch peer, found without importing PyTorch; None when it looks importable."""
+    try:
+        if sys.modules.get("torch", False) is None or importlib.util.find_spec("torch") is None:
+            return "PyTorch is not installed, so there is no peer row (pip install torch)"
+    except (ImportError, ValueError) as exc:
+        return f"PyTorch failed to import ({type(exc).__name__}: {exc}), so there is no peer row"
+    return None
 
 
 def load_torch(threads: int) -> tuple[Any, str | None]:
@@ -153,8 +192,9 @@ class _Data:
         key = self._key(workload, size)
         if key not in self._ref:
             data = self.data(workload, size)
-            ref = _outputs(workload, size, data)
-            truth = ref if self.dtype == np.float64 else _outputs(workload, size, _upcast(data))
+            with quiet_blas():
+                ref = _outputs(workload, size, data)
+                truth = ref if self.dtype == np.float64 else _outputs(workload, size, _upcast(data))
             self._ref[key] = (ref, truth)
         return self._ref[key]
 
@@ -182,17 +222,21 @@ def _build(workload: Workload, target: str | Backend, size: dict, data: dict, to
 
 
 def run_one(workload: Workload, target: str | Backend, profile: str, store: _Data, torch: Any,
-            min_samples: int, budget_s: float, limits: dict[str, dict]) -> Result:
-    """Check then time one workload on one target; errors end up in ``Result.error``."""
+            min_samples: int, budget_s: float, limits: dict[str, Any] | None = None) -> Result:
+    """Check then time one workload on one target in this process; errors end up in
+    ``Result.error``. Rates are filled in; the limit and its share only when ``limits`` is given."""
     name = _target_name(target)
     size = workload.size(profile, name)
     result = Result(workload.name, workload.group, name, workload.unit, workload.size(profile), size,
-                    workload.extrapolation(profile, name))
+                    workload.extrapolation(profile, name), pid=os.getpid())
     try:
+        # The NumPy reference first (BLAS on one thread), so nothing runs between the target's
+        # first call and its timing but the check.
+        ref, truth = store.reference(workload, size)
         case = _build(workload, target, size, store.data(workload, size), torch)
         first_s, out = first_call(case)
-        ref, truth = store.reference(workload, size)
-        result.check = compare_outputs(case.outputs(out), ref, store.dtype, truth)
+        with quiet_blas():
+            result.check = compare_outputs(case.outputs(out), ref, store.dtype, truth)
         if not result.check["passed"]:
             result.error = f"check failed: {result.check['message']}"
             return result
@@ -200,7 +244,9 @@ def run_one(workload: Workload, target: str | Backend, profile: str, store: _Dat
     except Exception as exc:  # a backend under development must not take the whole table down
         result.error = one_line(f"{type(exc).__name__}: {exc}")
         return result
-    _fill_timing(result, workload, first_s, timing, store.dtype, limits)
+    _fill_timing(result, workload, first_s, timing, store.dtype)
+    if limits is not None:
+        apply_limits(result, limits)
     return result
 
 
@@ -210,8 +256,7 @@ def one_line(message: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _fill_timing(result: Result, workload: Workload, first_s: float, timing: Timing, dtype: np.dtype,
-                 limits: dict[str, dict]) -> None:
+def _fill_timing(result: Result, workload: Workload, first_s: float, timing: Timing, dtype: np.dtype) -> None:
     k = result.extrapolation  # loops at a smaller size: every time scales by k
     q1, q3 = timing.quartiles()
     result.first_call_s = first_s * k
@@ -223,15 +268,18 @@ def _fill_timing(result: Result, workload: Workload, first_s: float, timing: Tim
         result.overhead_us = (timing.overhead_s or 0.0) * 1e6
         return
     work = workload.work(result.size, dtype)
+    result.rate = work / result.median_s / 1e9
+    result.rate_unit = "GFLOP/s" if workload.unit == "flop" else "GB/s"
+
+
+def apply_limits(result: Result, limits: dict[str, Any]) -> None:
+    """The limit a row's rate is compared with (the device's for a device backend) and the share."""
+    if result.rate is None or result.unit == "overhead":
+        return
     machine = limits.get("device" if result.backend in limits.get("device_backends", ()) else "host")
-    if workload.unit == "flop":
-        result.rate, result.rate_unit = work / result.median_s / 1e9, "GFLOP/s"
-        result.limit = machine["gemm_gflops"] if machine else None
-    else:
-        result.rate, result.rate_unit = work / result.median_s / 1e9, "GB/s"
-        result.limit = machine["copy_gbps"] if machine else None
-    if result.limit:
-        result.share_of_limit = result.rate / result.limit
+    if machine:
+        result.limit = machine["gemm_gflops"] if result.unit == "flop" else machine["copy_gbps"]
+        result.share_of_limit = result.rate / result.limit if result.limit else None
 
 
 def _ratio(baseline: Result | None, row: Result) -> float | None:
@@ -260,9 +308,16 @@ def run(
     dtype: Any = "float32",
     min_samples: int | None = None,
     progress: Callable[[str], None] | None = None,
+    isolate: bool = True,
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Run ``workloads`` on ``backends`` (names; ``"torch"`` for the peer; None for all available)
-    and return the report (the JSON document ``dlaccel bench --json`` writes)."""
+    and return the report (the JSON document ``dlaccel bench --json`` writes).
+
+    With ``isolate`` (the default) every backend and the peer run in a fresh child process of their
+    own, one after the other; a child that crashes, or makes no progress for ``timeout_s`` seconds
+    on one row, turns that row into an error and a fresh child carries on with the rest. Backends
+    given as instances must then be importable classes constructible without arguments."""
     from .workloads import WORKLOADS
 
     if profile not in PROFILES:
@@ -278,8 +333,21 @@ def run(
                                     or min_samples < 1):
         raise InputError(f"repeat must be an integer >= 1, got {min_samples!r}")
     min_samples = min_samples or default_samples
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                  or not timeout_s > 0):
+        raise InputError(f"timeout must be a number of seconds > 0, got {timeout_s!r}")
+    timeout_s = float(timeout_s or ROW_TIMEOUT_S)
     targets = resolve_targets(backends)
     selected = list(WORKLOADS.values()) if workloads is None else workloads
+    if isolate:
+        from .worker import target_spec
+
+        for workload in selected:
+            if WORKLOADS.get(workload.name) is not workload:
+                raise InputError(f"workload {workload.name!r} is not one of dlaccel.bench.WORKLOADS, so a child "
+                                 "process cannot rebuild it; run it with isolate=False")
+        for target in targets:
+            target_spec(target)  # raises now for a backend a child could not rebuild
     say = progress or (lambda message: None)
     started = time.perf_counter()
 
@@ -287,9 +355,12 @@ def run(
     threads = sysinfo.blas_threads()
     torch = None
     if PEER in targets:
-        torch, reason = load_torch(threads)
-        if torch is None:
-            notes.append(reason or "")
+        if isolate:  # the peer's child imports PyTorch; this process never does
+            reason = torch_missing_reason()
+        else:
+            torch, reason = load_torch(threads)
+        if reason is not None:
+            notes.append(reason)
             targets = [t for t in targets if t != PEER]
 
     say("measuring the machine's limits")
@@ -300,23 +371,54 @@ def run(
         limits["device"] = measure_limits(profile, dt, xp, device[0].synchronize)
         limits["device_backends"] = [t.name for t in device]
 
-    store = _Data(dt)
-    results = []
-    for workload in selected:
+    rows: dict[tuple[str, str], Result] = {}
+    workers: dict[str, dict[str, Any]] = {}
+    if isolate:
+        from .worker import run_in_child
+
         for target in targets:
-            say(f"{workload.name} on {_target_name(target)}")
-            results.append(run_one(workload, target, profile, store, torch, min_samples, budget_s, limits))
+            name = _target_name(target)
+            outcome = run_in_child(target, [w.name for w in selected], profile, dt.name, min_samples, budget_s,
+                                   threads, timeout_s, say)
+            if outcome.unavailable is not None:  # PyTorch failed to import in its child
+                notes.append(outcome.unavailable)
+                continue
+            workers[name] = outcome.info
+            rows.update({(r.workload, name): r for r in outcome.rows})
+    else:
+        store = _Data(dt)
+        for workload in selected:
+            for target in targets:
+                say(f"{workload.name} on {_target_name(target)}")
+                rows[workload.name, _target_name(target)] = run_one(
+                    workload, target, profile, store, torch, min_samples, budget_s)
+    results = [rows[w.name, _target_name(t)] for w in selected for t in targets if (w.name, _target_name(t)) in rows]
+    for r in results:
+        apply_limits(r, limits)
     _speedups(results)
 
     system = sysinfo.collect()  # after the runs, so Numba's thread count is known if it was used
-    peer = {"name": PEER, "available": torch is not None,
-            "version": getattr(torch, "__version__", None), "threads": torch.get_num_threads() if torch else None}
+    if system["numba_threads"] is None and workers.get("numba", {}).get("numba_threads") is not None:
+        system["numba_threads"] = workers["numba"]["numba_threads"]
+    peer: dict[str, Any] = {"name": PEER, "available": False, "version": None, "threads": None}
+    if torch is not None:
+        peer.update(available=True, version=torch.__version__, threads=torch.get_num_threads())
+    elif PEER in workers:
+        info = workers[PEER]
+        peer.update(available=True, version=info.get("torch_version") or sysinfo.package_versions()["torch"],
+                    threads=info.get("torch_threads"))
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "profile": profile,
         "dtype": dt.name,
         "threads": threads,
+        "isolation": {
+            "mode": "process" if isolate else "in-process",
+            "parent_pid": os.getpid(),
+            "row_timeout_s": timeout_s if isolate else None,
+            "workers": workers,
+        },
         "system": system,
         "limits": limits,
         "peer": peer,

@@ -218,11 +218,16 @@ DOT = Workload(
 
 
 def _logreg_data(size: Size, dtype: np.dtype) -> Data:
-    data = _classification_data({"layers": [size["n_x"], 1], "m": size["m"]}, dtype)
+    """The course's layout: images drawn as ``(m, n_x)`` rows, one example each (C order, as
+    ``images.reshape(m, -1)`` gives), and ``X = rows.T``, the ``(n_x, m)`` F-ordered view the course
+    trains on; no copy is made, so each backend gets X in that layout."""
+    n_x, m = size["n_x"], size["m"]
+    rng = np.random.default_rng(SEED)
+    X = _normal(rng, (m, n_x), dtype).T
+    Y = rng.integers(0, 2, size=m).reshape(1, m).astype(dtype)
     rng = np.random.default_rng(SEED + 1)
-    data["W1"] = _normal(rng, (1, size["n_x"]), dtype, 0.01)
-    data["b1"] = np.zeros((1, 1), dtype)
-    return data
+    return {"X": X, "Y": Y, "labels": Y.reshape(-1), "W1": _normal(rng, (1, n_x), dtype, 0.01),
+            "b1": np.zeros((1, 1), dtype)}
 
 
 def _logreg_build(be: Backend, size: Size, data: Data) -> Case:
@@ -244,7 +249,7 @@ def _logreg_torch(torch: Any, size: Size, data: Data) -> Case:
 LOGREG = Workload(
     name="logreg",
     group="logreg",
-    title="logistic-regression gradient step",
+    title="logistic-regression gradient step, X = images.reshape(m, -1).T (F-ordered, the course's layout)",
     unit="byte",
     sizes=MappingProxyType({"full": {"n_x": 12288, "m": 2000}, "quick": {"n_x": 12288, "m": 500},
                             "tiny": {"n_x": 64, "m": 32}}),
@@ -256,7 +261,7 @@ LOGREG = Workload(
     build_torch=_logreg_torch,
     # The floor: one read of X. (NumPy reads it twice: once forward, once for dW.)
     work=lambda s, dt: float(s["n_x"] * s["m"] * dt.itemsize),
-    describe=lambda s: f"n_x={s['n_x']} m={s['m']}",
+    describe=lambda s: f"n_x={s['n_x']} m={s['m']} (F order)",
 )
 
 
