@@ -194,14 +194,24 @@ def test_logistic_regression_step_saturated_is_finite(nb, reference, dtype, rng)
     np.testing.assert_allclose(dW, want[1], **tol(dtype))
 
 
-def test_logistic_regression_step_splits_examples_over_threads(nb, reference, rng):
-    """An odd number of examples over the per-thread partial gradients, and fewer examples than
-    threads."""
-    for m in (1, 1001):
-        W, b, X, Y = lr_problem(rng, np.float64, n_x=33, m=m)
-        got = nb.logistic_regression_step(W, b, np.asfortranarray(X), Y)
-        for g, w in zip(got, reference.logistic_regression_step(W, b, X, Y)):
-            np.testing.assert_allclose(g, w, **tol(np.float64))
+G = numba_cpu.GROUP
+
+
+@pytest.mark.parametrize("m", [1, G - 1, G, G + 1, 2 * G, 2 * G + 5, 125 * G + 1])
+def test_logistic_regression_step_in_groups_of_examples(nb, reference, dtype, rng, m):
+    """F-ordered X through the grouped kernel at its boundaries: fewer examples than a group, one
+    group exactly, a short last group, an odd number of groups over the threads; an odd n_x."""
+    W, b, X, Y = lr_problem(rng, dtype, n_x=301, m=m)
+    want = reference.logistic_regression_step(W, b, X, Y)
+    for with_cost in (True, False):
+        cost, dW, db = nb.logistic_regression_step(W, b, np.asfortranarray(X), Y, with_cost)
+        assert dW.dtype == dtype and db.dtype == dtype
+        np.testing.assert_allclose(dW, want[1], **tol(dtype))
+        np.testing.assert_allclose(db, want[2], **tol(dtype))
+        if with_cost:
+            np.testing.assert_allclose(cost, want[0], **tol(dtype))
+        else:
+            assert cost is None
 
 
 def test_every_op_keeps_its_dtype(nb, dtype, rng):

@@ -378,23 +378,81 @@ def _sigmoid_bce(z, y, eps, with_cost):
     return a - y, (_log_loss(a, y, eps, True) if with_cost else 0.0)
 
 
+# Examples per dW update. Each example is read from memory once, for z, and again from L2 for dW.
+# One column at a time makes 5 memory accesses per element of X (x and W for z; x, and dW's load and store
+# for dW); a group shares one pass over W for its z and one read-modify-write of dW for its dz x,
+# so that falls to 2 + 3 / GROUP. Eight is what the unrolled kernels below take: LLVM interleaves
+# their loops twice, 16 AVX-512 accumulators and no spills, and the group (8 x 48 KB for 64x64x3
+# images) stays in a 1 MB L2 until its dW pass. Measured (12288 x 2000 float32, 2 threads):
+# one column at a time 26 GB/s, groups of 4 36 GB/s, of 8 37 GB/s; a read-only pass 45 GB/s.
+GROUP = 8
+# a * x + y as one FMA in the group kernels: one rounding instead of two, half the FP instructions
+GROUP_MATH = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=GROUP_MATH, **NUMPY_ERRORS)
+def _group_dots(w, XT, j, z):
+    """``z[g] = w . XT[j + g]`` for the GROUP rows from ``j``: one pass over ``w`` for all eight."""
+    x0, x1, x2, x3, x4, x5, x6, x7 = (XT[j], XT[j + 1], XT[j + 2], XT[j + 3],
+                                      XT[j + 4], XT[j + 5], XT[j + 6], XT[j + 7])
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = w.dtype.type(0)
+    for k in range(w.size):
+        w_k = w[k]
+        s0 += w_k * x0[k]
+        s1 += w_k * x1[k]
+        s2 += w_k * x2[k]
+        s3 += w_k * x3[k]
+        s4 += w_k * x4[k]
+        s5 += w_k * x5[k]
+        s6 += w_k * x6[k]
+        s7 += w_k * x7[k]
+    z[0], z[1], z[2], z[3], z[4], z[5], z[6], z[7] = s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(cache=True, fastmath=GROUP_MATH, **NUMPY_ERRORS)
+def _group_axpy(dz, XT, j, y):
+    """``y += sum_g dz[g] * XT[j + g]`` over the GROUP rows from ``j``: one read-modify-write of ``y``."""
+    x0, x1, x2, x3, x4, x5, x6, x7 = (XT[j], XT[j + 1], XT[j + 2], XT[j + 3],
+                                      XT[j + 4], XT[j + 5], XT[j + 6], XT[j + 7])
+    a0, a1, a2, a3, a4, a5, a6, a7 = dz[0], dz[1], dz[2], dz[3], dz[4], dz[5], dz[6], dz[7]
+    for k in range(y.size):
+        y[k] += ((a0 * x0[k] + a1 * x1[k]) + (a2 * x2[k] + a3 * x3[k])) + (
+            (a4 * x4[k] + a5 * x5[k]) + (a6 * x6[k] + a7 * x7[k]))
+
+
 @njit(parallel=True, cache=True, fastmath=REDUCTION, **NUMPY_ERRORS)
 def _logistic_regression_columns(W, b, XT, Y, eps, with_cost, n_threads):
     """X is F-ordered (``XT = X.T`` C-ordered, one example per row, as the course's flattened
-    images ``x.reshape(m, -1).T`` are): each example is read from memory for ``z`` and again from
-    L1/L2 for ``dW``, so X is read from memory once. Per-thread partial dW, summed at the end."""
+    images ``x.reshape(m, -1).T`` are). Per group of GROUP examples: their ``z`` in one pass that
+    reads them from memory, then their ``dz x`` added to dW in one pass that re-reads them from L2,
+    so X is read from memory once. Each thread takes whole groups (only the last group of all may
+    be short, and takes the one-column kernels) and keeps its own partial dW, summed at the end."""
     m, n_x = XT.shape
-    n_parts = max(1, min(n_threads, m))
+    n_groups = (m + GROUP - 1) // GROUP
+    n_parts = max(1, min(n_threads, n_groups))
     dW_parts = np.zeros((n_parts, n_x), XT.dtype)
     db_parts = np.zeros(n_parts, XT.dtype)
     cost_parts = np.zeros(n_parts)
     for p in prange(n_parts):
-        for j in range(p * m // n_parts, (p + 1) * m // n_parts):
-            x = XT[j]
-            dz, loss = _sigmoid_bce(_dot(W[0], x) + b[0, 0], Y[0, j], eps, with_cost)
-            cost_parts[p] += loss
-            db_parts[p] += dz
-            _axpy(dz, x, dW_parts[p])
+        dW = dW_parts[p]
+        dz = np.empty(GROUP, XT.dtype)
+        for group in range(p * n_groups // n_parts, (p + 1) * n_groups // n_parts):
+            j0 = group * GROUP
+            size = min(GROUP, m - j0)
+            if size == GROUP:
+                _group_dots(W[0], XT, j0, dz)
+            else:
+                for g in range(size):
+                    dz[g] = _dot(W[0], XT[j0 + g])
+            for g in range(size):
+                dz[g], loss = _sigmoid_bce(dz[g] + b[0, 0], Y[0, j0 + g], eps, with_cost)
+                cost_parts[p] += loss
+                db_parts[p] += dz[g]
+            if size == GROUP:
+                _group_axpy(dz, XT, j0, dW)
+            else:
+                for g in range(size):
+                    _axpy(dz[g], XT[j0 + g], dW)
     return _combine(dW_parts, db_parts, cost_parts, m)
 
 
