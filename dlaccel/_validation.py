@@ -11,9 +11,14 @@ import numpy as np
 from .errors import DtypeError, InputError, ShapeError
 
 
+def is_cupy(x: Any) -> bool:
+    """Whether ``x`` is a CuPy array, without importing CuPy."""
+    return type(x).__module__.split(".", 1)[0] in ("cupy", "cupy_backends")
+
+
 def array_module(x: Any) -> Any:
     """NumPy, or CuPy for a CuPy array, without importing CuPy otherwise."""
-    if type(x).__module__.split(".", 1)[0] == "cupy":
+    if is_cupy(x):
         import cupy
 
         return cupy

@@ -20,7 +20,8 @@ class InputError(DlaccelError, ValueError):
 
 
 class DtypeError(DlaccelError, TypeError):
-    """An array has a dtype dlaccel cannot compute with (strings, objects, complex)."""
+    """An array has a dtype dlaccel cannot compute with (strings, objects, complex), or an argument
+    is not an array of the backend's kind at all."""
 
 
 class UnknownBackendError(DlaccelError, ValueError):
@@ -47,21 +48,19 @@ class ModelFileError(DlaccelError, ValueError):
     """A model file is missing, truncated, foreign or holds pickled objects."""
 
 
+class MissingDependencyError(DlaccelError, ImportError):
+    """An optional dependency is needed for this call; the message names the extra to install."""
+
+
 __all__ = [
     "BackendUnavailableError",
     "DeviceMismatchError",
     "DlaccelError",
     "DtypeError",
     "InputError",
+    "MissingDependencyError",
     "ModelFileError",
     "ShapeError",
     "TrainingDivergedError",
     "UnknownBackendError",
 ]
-
-
-class MissingDependencyError(DlaccelError, ImportError):
-    """An optional dependency is needed for this call; the message names the extra to install."""
-
-
-__all__ += ["MissingDependencyError"]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._files import atomic_write
 from .errors import DlaccelError, ModelFileError
 
 FORMAT = "dlaccel-model"
@@ -19,25 +18,16 @@ _HEADER = "__dlaccel__"
 
 
 def save_model(model: Any, path: Any) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place, so a crash or a full
-    disk never leaves a half-written model behind."""
-    path = Path(path)
+    """Write the model as ``.npz`` through a temporary file renamed into place, so a crash or a
+    full disk never leaves a half-written model behind."""
     params = model.parameters
     header = {"format": FORMAT, "version": VERSION, **model.config(), "iteration": model.iteration,
               "costs": [[int(i), float(c)] for i, c in model.costs]}
-    if path.is_dir():
-        raise ModelFileError(f"cannot save the model to {path}: it is a directory")
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise ModelFileError(f"cannot save the model to {path}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    arrays = {_HEADER: np.array(json.dumps(header)), **params}
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_HEADER: np.array(json.dumps(header)), **params})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda f: np.savez(f, **arrays), "model")
+    except OSError as exc:
+        raise ModelFileError(str(exc)) from exc
 
 
 def load_model(path: Any, backend: Any = None) -> Any:
@@ -48,12 +38,16 @@ def load_model(path: Any, backend: Any = None) -> Any:
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded as data:
+                arrays = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise ModelFileError(f"{path} is not a readable .npz model file (truncated or foreign): {exc}") from exc
     except ValueError as exc:  # object arrays need pickle, which is refused
         raise ModelFileError(f"{path} holds pickled objects, which dlaccel never loads: {exc}") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ModelFileError(f"{path} holds a single array (.npy), not a dlaccel .npz model")
     if _HEADER not in arrays:
         raise ModelFileError(f"{path} is an .npz file but not a dlaccel model (no {_HEADER} header)")
     try:
@@ -69,8 +63,11 @@ def load_model(path: Any, backend: Any = None) -> Any:
     if name not in cls:
         raise ModelFileError(f"{path} holds an unknown model class {name!r}")
     model: models.Model
+    layers = {"DeepNN": None, "ShallowNN": 2, "LogisticRegression": 1}[name]
     try:
         dims = [int(n) for n in header["layer_dims"]]
+        if len(dims) < 2 or (layers is not None and len(dims) != layers + 1):
+            raise ModelFileError(f"{path} describes layers {dims}, which a {name} cannot have")
         common = {"output_activation": header["output_activation"], "initialization": header["initialization"],
                   "seed": header["seed"], "dtype": header["dtype"], "backend": backend}
         if name == "DeepNN":
@@ -86,6 +83,6 @@ def load_model(path: Any, backend: Any = None) -> Any:
         model.costs = [(int(i), float(c)) for i, c in header.get("costs", [])]
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, DlaccelError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, DlaccelError) as exc:
         raise ModelFileError(f"{path} is inconsistent: {exc}") from exc
     return model

@@ -100,6 +100,8 @@ class Model:
     def _build(self, layer_dims: list[int]) -> None:
         if self.output_activation is None:
             self.output_activation = "sigmoid" if layer_dims[-1] == 1 else "softmax"
+        if self.output_activation == "softmax" and layer_dims[-1] < 2:
+            raise InputError(f"a softmax output needs at least 2 units, got layer_dims {layer_dims}")
         self.layer_dims = layer_dims
         self.reset()
 
@@ -244,12 +246,15 @@ class Model:
         X, Y = v.check_XY(X, Y, n_x)
         if self.layer_dims is None:
             n_y, output = v.infer_output(Y)
-            if self.output_activation is None:
-                self.output_activation = output
+            if self.output_activation == "sigmoid":
+                n_y, output = Y.shape[0], "sigmoid"
             elif self.output_activation == "softmax" and n_y == 1:
-                n_y = max(2, int(Y.max()) + 1)
+                n_y, output = max(2, int(Y.max()) + 1), "softmax"
+            T = v.labels_to_targets(Y, n_y, output, self.dtype)  # checked before anything is built
+            self.output_activation = output
             self._build(self._infer_layer_dims(X.shape[0], n_y))
-        T = v.labels_to_targets(Y, self._require_built_dims()[-1], self._output, self.dtype)
+        else:
+            T = v.labels_to_targets(Y, self._require_built_dims()[-1], self._output, self.dtype)
         return self.backend.asarray(X, dtype=self.dtype), self.backend.asarray(T, dtype=self.dtype)
 
     # -- public API -------------------------------------------------------------------------------
@@ -323,7 +328,8 @@ class Model:
         return np.asarray(self.backend.to_numpy(AL))
 
     def predict(self, X: Any) -> np.ndarray:
-        """Labels of shape ``(1, m)``: 0/1 for a sigmoid output (``AL > 0.5``), class indices for softmax."""
+        """Labels of shape ``(1, m)``: 0/1 for a sigmoid output (``AL > 0.5``), class indices for
+        softmax. A sigmoid output of several units (multi-label) gives ``(n_y, m)``."""
         P = self.predict_proba(X)
         if self.output_activation == "softmax":
             return P.argmax(axis=0).reshape(1, -1)

@@ -44,8 +44,9 @@ def test_ops_reject_unknown_activation_and_loss():
 
 def test_ops_reject_non_arrays_and_foreign_device_arrays():
     be = dlaccel.get_backend("numpy")
-    with pytest.raises(TypeError, match="asarray"):
+    with pytest.raises(dlaccel.DtypeError, match="asarray") as info:
         be.activation_forward([[1.0, 2.0]], "relu")
+    assert isinstance(info.value, TypeError)
 
     FakeCupy = type("ndarray", (), {"__module__": "cupy._core.core", "ndim": 2})
     with pytest.raises(dlaccel.DeviceMismatchError, match="to_numpy") as info:
@@ -104,6 +105,36 @@ def test_labels_outside_the_classes(data):
         dlaccel.DeepNN([2, 3, 3]).fit(X, Y * 1.5, num_iterations=1)
     with pytest.raises(dlaccel.ShapeError, match="n_y = 3"):
         dlaccel.DeepNN([2, 3, 3]).fit(X, np.vstack([Y, Y]), num_iterations=1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: dlaccel.ShallowNN(3, output_activation="sigmoid"),
+    lambda: dlaccel.ShallowNN(3),
+    lambda: dlaccel.LogisticRegression(),
+])
+def test_a_failed_first_fit_builds_nothing(data, make):
+    X, Y = data
+    model = make()
+    bad = [(Y * 3).astype(int) - 1, Y * 2.5]  # negative labels; neither 0/1 nor class indices
+    for Y_bad in bad:
+        with pytest.raises(dlaccel.InputError):
+            model.fit(X, Y_bad, num_iterations=1)
+        assert model.layer_dims is None
+    model.fit(X, Y, num_iterations=1)  # the model is still usable with good labels
+    assert model.layer_dims[-1] == 1
+
+
+def test_one_hot_columns_must_sum_to_one(data):
+    X, Y = data
+    model = dlaccel.ShallowNN(3)
+    with pytest.raises(dlaccel.InputError, match="sum to 1"):
+        model.fit(X, np.vstack([Y, Y, Y]) * 0.5, num_iterations=1)
+    assert model.layer_dims is None
+
+
+def test_softmax_needs_two_units():
+    with pytest.raises(dlaccel.InputError, match="2 units"):
+        dlaccel.DeepNN([3, 2, 1], output_activation="softmax")
 
 
 def test_non_numeric_dtypes(data):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 import zipfile
 
 import numpy as np
@@ -194,6 +197,9 @@ def test_save_and_load_round_trip(tmp_path, flower, make):
     with np.load(path, allow_pickle=False) as data:  # readable without pickle
         assert "W1" in data.files
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # readable like any other file
 
 
 def test_load_can_choose_the_backend(tmp_path, flower):
@@ -226,6 +232,17 @@ def test_corrupt_model_files(tmp_path, flower):
                 with z.open(name + ".npy", "w") as f:
                     np.lib.format.write_array(f, arr, allow_pickle=False)
     cases["wrong shapes"] = wrong
+    np.save(npy := tmp_path / "array.npz", np.ones(3))
+    cases["single array"] = npy
+    with zipfile.ZipFile(short := tmp_path / "short_dims.npz", "w") as z:
+        with np.load(good) as data:
+            header = json.loads(str(data["__dlaccel__"]))
+            header["layer_dims"] = [2]
+            for name in data.files:
+                arr = np.array(json.dumps(header)) if name == "__dlaccel__" else data[name]
+                with z.open(name + ".npy", "w") as f:
+                    np.lib.format.write_array(f, arr, allow_pickle=False)
+    cases["too few layer sizes"] = short
     for what, path in cases.items():
         with pytest.raises(dlaccel.ModelFileError) as info:
             dlaccel.load(path)

@@ -157,6 +157,19 @@ def test_non_contiguous_inputs(backend, reference, dtype, rng):
         assert_close(backend, A_out, reference.activation_forward(reference.linear_forward(A, W, b), act), dtype)
 
 
+def test_output_backward_keeps_the_dtype_of_AL_for_integer_labels(backend, dtype):
+    AL = np.array([[0.2, 0.9, 0.5]], dtype=dtype)
+    Y = np.array([[0, 1, 1]])
+    dZ = backend.output_backward(backend.asarray(AL), backend.asarray(Y), "binary_cross_entropy")
+    assert_close(backend, dZ, (AL - Y).astype(dtype), dtype)
+
+
+def test_ndarray_subclasses_are_accepted(tmp_path, reference, dtype):
+    Z = np.lib.format.open_memmap(tmp_path / "z.npy", mode="w+", dtype=dtype, shape=(3, 4))
+    Z[:] = np.arange(12).reshape(3, 4) - 6
+    np.testing.assert_array_equal(reference.activation_forward(Z, "relu"), np.maximum(np.asarray(Z), 0))
+
+
 def test_all_finite(backend, dtype):
     x = np.ones((3, 3), dtype)
     assert backend.all_finite(backend.asarray(x))

@@ -52,6 +52,15 @@ def test_auto_picks_the_fastest_available(monkeypatch):
     assert dlaccel.get_backend("auto").name == "numpy"
 
 
+def test_auto_prefers_numba_over_numpy_when_available(monkeypatch):
+    monkeypatch.setitem(backends._PROBES, "cupy", lambda: "no device")
+    if dlaccel.available_backends()["numba"]["available"]:
+        assert dlaccel.get_backend("auto").name == "numba"
+    monkeypatch.setitem(backends._PROBES, "cupy", lambda: None)
+    monkeypatch.setattr(backends, "_load_class", lambda name: EchoBackend)
+    assert backends._resolve_name("auto") == "cupy"  # the first in the order wins when usable
+
+
 def test_selection_order(monkeypatch):
     monkeypatch.setenv("DLACCEL_BACKEND", "loops")
     monkeypatch.setattr(backends, "_global_choice", None)

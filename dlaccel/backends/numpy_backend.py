@@ -10,12 +10,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._validation import is_cupy as _is_cupy
 from ..errors import DeviceMismatchError, DtypeError, InputError, ShapeError
 from .base import ACTIVATIONS, LEAKY_RELU_SLOPE, LOSSES, Backend, LayerCache
-
-
-def _is_cupy(x: Any) -> bool:
-    return type(x).__module__.split(".", 1)[0] in ("cupy", "cupy_backends")
 
 
 def unknown_activation(activation: str) -> InputError:
@@ -42,6 +39,8 @@ class NumpyBackend(Backend):
                 self._reject(a)
 
     def _reject(self, a: Any) -> None:
+        if isinstance(a, self.xp.ndarray) and a.ndim == 2:
+            return  # a subclass (np.memmap, a matrix view): fine, just off the fast path
         if _is_cupy(a) and self.device_kind == "host":
             raise DeviceMismatchError(
                 f"the {self.name!r} backend computes on the host but got a CuPy array (on the GPU); "
@@ -53,7 +52,7 @@ class NumpyBackend(Backend):
                 "move it with backend.asarray(x)"
             )
         if not isinstance(a, self.xp.ndarray):
-            raise TypeError(
+            raise DtypeError(
                 f"the {self.name!r} backend expected a {self.xp.__name__}.ndarray, got {type(a).__name__}; "
                 "convert it with backend.asarray(x)"
             )
@@ -184,4 +183,4 @@ class NumpyBackend(Backend):
         self._check(AL, Y)
         if loss not in LOSSES:
             raise unknown_loss(loss)
-        return AL - Y
+        return self.xp.subtract(AL, Y, dtype=AL.dtype)  # integer or float64 Y must not promote AL
