@@ -16,7 +16,8 @@ others down; each child has a time limit inside a 285 s budget):
                both in full fp32 (TF32 off), like with like
   coldstart    kernel compilation into an empty CuPy cache, then loading from the filled cache
   tests        pytest on tests/ for everything GPU-marked or cupy-parametrized
-A short table comes last. Any section that fails prints its error; the script still exits 0.
+A short table comes last. Any section that fails prints its error and the others still run; the
+exit status is 1 when any section failed or found wrong numbers.
 
 Finding the kernels without an install: the CUDA sources ship as the package ``dlaccel.kernels``
 (a setuptools package-dir mapping of kernels/), which only exists once dlaccel is installed. This
@@ -690,7 +691,14 @@ def main() -> int:
             print(f"could not write {out_dir}/gpu_check.json: {exc}", flush=True)
     print(table({k: v for k, v in results.items() if k != "total_s"}))
     print(f"total {results['total_s']['wall_s']:.0f} s", flush=True)
-    return 0
+    # Exit 1 when a section that ran did not finish cleanly or found wrong numbers; 0 when all
+    # passed, or when there was no GPU to check (the table says GPU CHECK NOT RUN).
+    bad = [k for k, v in results.items() if v.get("status") != "ok"]
+    bad += ["correctness"] * bool(results.get("correctness", {}).get("failed"))
+    bad += ["tests"] * bool(results.get("tests", {}).get("exit_code"))
+    if bad:
+        print(f"gpu_check: problems in {', '.join(sorted(set(bad)))}", flush=True)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
