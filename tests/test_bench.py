@@ -64,6 +64,15 @@ class HangingBackend(NumpyBackend):
         time.sleep(3600)
 
 
+class FreshUpdateBackend(NumpyBackend):
+    """A backend that honours update_parameters' contract by returning new arrays, not in place."""
+
+    name = "fresh_update"
+
+    def update_parameters(self, parameters, grads, learning_rate):
+        return {k: p - learning_rate * grads["d" + k] for k, p in parameters.items()}
+
+
 class Counting:
     """A case that records the order of step and sync calls."""
 
@@ -277,3 +286,49 @@ def test_every_workload_has_every_profile_and_a_positive_work_count(profile):
         assert workload.size(profile, "loops").keys() == size.keys()
         if workload.unit != "overhead":
             assert workload.work(size, np.dtype(np.float32)) > 0
+
+
+@pytest.mark.parametrize("name", ["logreg", "shallow", "deep", "deep_course"])
+def test_training_steps_keep_the_parameters_update_parameters_returns(name):
+    workload = bench.WORKLOADS[name]
+    size = workload.size("tiny")
+    data = workload.data(size, np.dtype(np.float64))
+    steps = {}
+    for be in (FreshUpdateBackend(), dlaccel.get_backend("numpy")):
+        case = workload.build(be, size, data)
+        steps[be.name] = [case.outputs(case.step()) for _ in range(3)]
+    fresh, reference = steps["fresh_update"], steps["numpy"]
+    assert reference[0]["cost"] != reference[2]["cost"]  # the steps do train
+    for got, want in zip(fresh, reference):
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-12)
+
+
+def test_duplicate_targets_are_timed_once():
+    numpy_backend = dlaccel.get_backend("numpy")
+    targets = bench.resolve_targets(["numpy", " NumPy", "torch", "loops", numpy_backend, "torch"])
+    assert targets == [numpy_backend, "torch", dlaccel.get_backend("loops")]
+    report = bench.run(["numpy", "numpy"], bench.select_workloads(["dot"]), "tiny", isolate=False)
+    assert [(r["workload"], r["backend"]) for r in report["results"]] == [("dot", "numpy")]
+
+
+def test_resolved_targets_are_not_probed_again(monkeypatch):
+    targets = bench.resolve_targets(None)
+    from dlaccel.bench import runner
+
+    def probe(*args, **kwargs):
+        pytest.fail("probed again")
+
+    monkeypatch.setattr(runner.sysinfo, "available_backends", probe)
+    monkeypatch.setattr(runner, "get_backend", lambda b: b if not isinstance(b, str) else probe())
+    assert bench.resolve_targets(targets) == targets
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_the_peer_alone_without_torch_raises_before_any_work(monkeypatch, isolate):
+    from dlaccel.bench import runner
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setattr(runner, "measure_limits", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(dlaccel.MissingDependencyError, match="nothing to benchmark.*PyTorch is not installed"):
+        bench.run(["torch"], bench.select_workloads(["dot"]), "tiny", isolate=isolate)

@@ -46,8 +46,9 @@ def no_run(monkeypatch):
 
 
 def assert_one_line_error(result, *fragments):
+    # CliRunner catches everything: an uncaught exception shows up here, not as a printed traceback.
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code != 0
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
     for fragment in fragments:
@@ -197,6 +198,45 @@ def test_bench_times_each_backend_in_its_own_process(invoke, tmp_path):
     assert {b: w["pid"] for b, w in report["isolation"]["workers"].items()} == pids
 
 
+def test_bench_times_a_backend_named_twice_once(invoke, tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke(*TINY, "--in-process", "--backends", "numpy,numpy", "--workloads", "dot", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert [(r["workload"], r["backend"]) for r in json.loads(out.read_text())["results"]] == [("dot", "numpy")]
+
+
+@pytest.mark.parametrize("mode", [[], ["--in-process"]])
+def test_bench_with_only_the_missing_peer_fails(invoke, monkeypatch, mode):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    result = invoke(*TINY, *mode, "--backends", "torch", "--workloads", "dot")
+    assert_one_line_error(result, "nothing to benchmark", "PyTorch is not installed")
+
+
+def _savefig_that_fails_midway(monkeypatch):
+    from matplotlib.figure import Figure
+
+    def savefig(self, f, **kwargs):
+        if isinstance(f, (str, os.PathLike)):
+            with open(f, "wb") as out:
+                out.write(PNG_SIGNATURE)  # a partial file, then the renderer fails
+        else:
+            f.write(PNG_SIGNATURE)
+        raise RuntimeError("renderer exploded")
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+
+
+def test_bench_chart_failing_midway_leaves_no_partial_file(invoke, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    _savefig_that_fails_midway(monkeypatch)
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = invoke(*TINY, "--backends", "numpy", "--workloads", "dot", "--json", str(out), "--plot", str(png))
+    assert_one_line_error(result, "renderer exploded", str(png))
+    assert "dlaccel bench" in result.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no chart, no temporary file
+    assert json.loads(out.read_text())["results"][0]["backend"] == "numpy"
+
+
 def test_bench_timeout_option_is_checked(invoke, no_run):
     result = invoke(*TINY, "--timeout", "0")
     assert result.exit_code != 0 and "--timeout" in result.output
@@ -222,6 +262,38 @@ def test_train_other_models(invoke, model):
                     "--test-split", "0.25")
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.stdout
+
+
+def test_train_on_gaussian_quantiles(invoke):
+    result = invoke("train", "--dataset", "gaussian_quantiles", "--model", "logistic", "--iterations", "2")
+    assert result.exit_code == 0, result.output
+
+
+def test_train_plot_failing_midway_leaves_no_partial_file(invoke, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    _savefig_that_fails_midway(monkeypatch)
+    png = tmp_path / "flower.png"
+    result = invoke("train", "--iterations", "3", "--no-progress", "--plot", str(png))
+    assert_one_line_error(result, "renderer exploded", str(png))
+    assert "train accuracy" in result.stdout  # the results came first
+    assert list(tmp_path.iterdir()) == []  # no plot, no temporary file
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--backend", "fortran"], "known backends"),
+    (["--learning-rate", "-1"], "learning_rate"),
+    (["--save", "/no/such/folder/m.npz"], "does not exist"),
+    (["--model", "deep", "--layers", "0"], "--layers"),
+])
+def test_train_checks_every_argument_before_loading_data(invoke, monkeypatch, args, fragment):
+    from dlaccel import datasets
+
+    def loaded():
+        pytest.fail("the data set was loaded")
+
+    monkeypatch.setattr(datasets, "digits", loaded)
+    monkeypatch.setitem(datasets.LOADERS, "digits", loaded)
+    assert_one_line_error(invoke("train", "--dataset", "digits", "--iterations", "1", *args), fragment)
 
 
 def test_train_digits_without_sklearn(invoke, monkeypatch):

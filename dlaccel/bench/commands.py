@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,13 +19,16 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
+from .._files import atomic_write, check_writable
+from .._validation import check_learning_rate
+from ..backends import get_backend
 from ..errors import DlaccelError, InputError, MissingDependencyError
 from . import report as rep
 from . import sysinfo
 from .runner import ROW_TIMEOUT_S, resolve_targets, run
 from .workloads import PROFILES, WORKLOADS, select_workloads
 
-DATASETS = ("planar", "moons", "circles", "blobs", "digits")
+DATASETS = ("planar", "moons", "circles", "blobs", "gaussian_quantiles", "digits")  # dlaccel.datasets.LOADERS
 MODELS = ("logistic", "shallow", "deep")
 
 
@@ -50,17 +52,14 @@ def _console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
 
 
-def check_output_path(path: Path | None, option: str) -> None:
-    """Fail before any work when ``path`` cannot be written."""
+def check_output_path(path: Path | None, option: str, what: str) -> None:
+    """Fail before any work when ``path`` cannot be written (``what`` names it in the message)."""
     if path is None:
         return
-    if path.is_dir():
-        raise CommandError(f"{option} {path}: is a directory, expected a file name")
-    folder = path.parent
-    if not folder.is_dir():
-        raise CommandError(f"{option} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise CommandError(f"{option} {path}: not writable")
+    try:
+        check_writable(path, what)
+    except OSError as exc:
+        raise CommandError(f"{option}: {exc}") from None
 
 
 def require_matplotlib(option: str) -> None:
@@ -147,13 +146,17 @@ Workloads: {", ".join(WORKLOADS)}
 Groups: elementwise (the six activations), deep (both DeepNN steps)
 
 \b
-JSON (--json): schema "dlaccel-bench/1"; profile, dtype, threads; isolation (mode "process" or
-"in-process", parent_pid, row_timeout_s, workers per backend: pid, thread pools); system
-(versions, cpu, thread_pools with BLAS library/kernel/threads, backends, gpus); limits.host (and
-.device) with gemm_gflops, copy_gbps; peer; workloads (title, unit, size); results[] with
-workload, backend, size, measured_size, extrapolation, first_call_s, median_s, q1_s, q3_s, min_s,
-max_s, samples, check (passed, max_rel_error, tolerance), rate, rate_unit, limit, share_of_limit,
-speedup_vs_loops, speedup_vs_numpy, overhead_us, error, pid; notes; wall_s.
+JSON (--json): schema "dlaccel-bench/1"; created, profile, dtype, threads; isolation (mode
+"process" or "in-process", parent_pid, row_timeout_s, workers per backend: pid, pids, exit_codes,
+blas_threads, numba_threads, thread_pools, wall_s, torch_version/torch_threads for the peer);
+system (versions, platform, cpu, thread_pools with BLAS library/kernel/threads,
+thread_pools_reason, numba_threads, env, backends, gpus, gpu_reason); limits.host (and .device,
+with device_backends naming the backends held to it): dtype, gemm_n, gemm_gflops, copy_bytes,
+copy_gbps; peer (name, available, version, threads); workloads (title, group, unit, size,
+describe); results[] with workload, group, backend, unit, size, measured_size, extrapolation,
+first_call_s, median_s, q1_s, q3_s, min_s, max_s, samples, calls_per_sample, check (passed,
+max_rel_error, tolerance, message), rate, rate_unit, limit, share_of_limit, speedup_vs_loops,
+speedup_vs_numpy, overhead_us, error, pid; notes; wall_s.
 """
 
 
@@ -178,12 +181,13 @@ speedup_vs_loops, speedup_vs_numpy, overhead_us, error, pid; notes; wall_s.
 @_handle_errors
 def bench(backends: str | None, workloads: str | None, quick: bool, json_path: Path | None, plot_path: Path | None,
           dtype: str, repeat: int | None, timeout_s: float, in_process: bool, profile: str | None) -> None:
-    check_output_path(json_path, "--json")
-    check_output_path(plot_path, "--plot")
+    check_output_path(json_path, "--json", "JSON report")
+    check_output_path(plot_path, "--plot", "chart")
     if plot_path is not None:
         require_matplotlib("--plot")
     chosen = select_workloads(_split(workloads))
-    targets = resolve_targets(_split(backends))  # unknown or unavailable names fail here, before any work
+    # Unknown or unavailable names fail here, before any work; run() takes these targets as they are.
+    targets = resolve_targets(_split(backends))
     profile = profile or ("quick" if quick else "full")
     console, status_console = _console(), Console(stderr=True)
     with status_console.status("starting") as status:
@@ -191,10 +195,13 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
                      timeout_s=timeout_s)
     show_bench(result, console)
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(result, indent=2) + "\n"
+        atomic_write(json_path, lambda f: f.write(text.encode("utf-8")), "JSON report")
         console.print(f"JSON written to {json_path}")
     failed = [r for r in result["results"] if r["error"]]
     problems = [f"{len(failed)} row(s) failed, see the table"] if failed else []
+    if not result["results"]:  # every target dropped out (PyTorch failed to import in its child)
+        problems.append("nothing was timed: " + ("; ".join(result["notes"]) or "no backend ran"))
     if plot_path is not None:
         try:
             rep.plot_speedups(result, plot_path)
@@ -240,12 +247,9 @@ def _parse_layers(text: str) -> list[int]:
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
-    from .. import datasets
+    from ..datasets import LOADERS
 
-    loaders: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
-        "planar": datasets.planar, "moons": datasets.noisy_moons, "circles": datasets.noisy_circles,
-        "blobs": datasets.blobs, "digits": datasets.digits}
-    return loaders[name]()
+    return LOADERS[name]()
 
 
 def split(X: np.ndarray, Y: np.ndarray, test_fraction: float, seed: int) -> tuple:
@@ -297,7 +301,7 @@ def plot_training(model: Any, X: np.ndarray, Y: np.ndarray, path: Path, title: s
         axes[1].contourf(gx, gy, labels, alpha=0.35, cmap="coolwarm")
         axes[1].scatter(X[0], X[1], c=Y.ravel(), s=10, cmap="coolwarm", edgecolors="k", linewidths=0.2)
         axes[1].set_title("decision boundary (training and test points)")
-    fig.savefig(path, format="png", dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), "plot")
 
 
 @cli.command()
@@ -323,14 +327,18 @@ def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str 
           iterations: int | None, seed: int, dtype: str, test_split: float, save_path: Path | None,
           plot_path: Path | None, progress: bool) -> None:
     """Train a logistic, shallow or deep model on a small data set and report its accuracy."""
-    check_output_path(save_path, "--save")
-    check_output_path(plot_path, "--plot")
+    # Every argument is checked before the data set is loaded (digits imports scikit-learn).
+    check_output_path(save_path, "--save", "model")
+    check_output_path(plot_path, "--plot", "plot")
     if plot_path is not None:
         require_matplotlib("--plot")
     hidden = _parse_layers(layers)
+    be = get_backend(backend)  # unknown or unavailable: one line, before any work
+    if learning_rate is not None:
+        check_learning_rate(learning_rate)
     X, Y = load_dataset(dataset)
     X_train, Y_train, X_test, Y_test = split(X, Y, test_split, seed)
-    model = build_model(kind, X_train, Y_train, hidden, hidden_units, seed=seed, dtype=dtype, backend=backend)
+    model = build_model(kind, X_train, Y_train, hidden, hidden_units, seed=seed, dtype=dtype, backend=be)
     n_iter = iterations if iterations is not None else model.default_num_iterations
     console = _console()
     console.print(f"training {type(model).__name__} on {dataset} ({X_train.shape[1]} training, "
@@ -346,7 +354,11 @@ def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str 
         model.save(save_path)
         console.print(f"model written to {save_path}")
     if plot_path is not None:
-        plot_training(model, X, Y, plot_path, f"{type(model).__name__} on {dataset}")
+        try:
+            plot_training(model, X, Y, plot_path, f"{type(model).__name__} on {dataset}")
+        except Exception as exc:  # the results are out already; say what the plot hit, in one line
+            raise CommandError(f"the plot could not be written to {plot_path}: {type(exc).__name__}: {exc}") \
+                from None
         console.print(f"plot written to {plot_path}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .._files import atomic_write
 from ..errors import MissingDependencyError
 
 COLUMNS = ("workload", "backend", "size", "first call", "median", "IQR/med", "x loops", "x numpy", "rate",
@@ -110,4 +111,4 @@ def plot_speedups(report: dict[str, Any], path: Path) -> None:
     ax.set_title(f"dlaccel bench ({report['dtype']}, {report['profile']})"
                  + ("; loops times partly extrapolated, see the table" if extrapolated else ""))
     ax.legend()
-    fig.savefig(path, format="png", dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), "chart")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend, get_backend
-from ..errors import InputError
+from ..errors import InputError, MissingDependencyError
 from . import sysinfo
 from .timing import Timing, first_call, measure, measure_limits
 from .workloads import PROFILES, Case, Workload
@@ -153,15 +153,19 @@ def load_torch(threads: int) -> tuple[Any, str | None]:
 
 def resolve_targets(names: Sequence[str | Backend] | None) -> list[str | Backend]:
     """Backends (names or instances; an unknown or unavailable name raises with the reason) plus
-    ``"torch"`` for the peer. ``None`` means every available backend and the peer."""
+    ``"torch"`` for the peer, each once, in the order given. ``None`` means every available
+    backend and the peer. Already-resolved targets (instances and ``"torch"``) pass through
+    without probing anything again, so :func:`run` can take this function's result."""
     if not names:
         names = [*(n for n, info in sysinfo.available_backends().items() if info["available"]), PEER]
     targets: list[str | Backend] = []
     for item in names:
         if isinstance(item, str) and item.strip().lower() == PEER:
-            targets.append(PEER)
+            target: str | Backend = PEER
         else:
-            targets.append(get_backend(item.strip().lower() if isinstance(item, str) else item))
+            target = get_backend(item.strip().lower() if isinstance(item, str) else item)
+        if all(_target_name(target) != _target_name(t) for t in targets):  # "-b numpy,numpy" times it once
+            targets.append(target)
     return targets
 
 
@@ -337,7 +341,7 @@ def run(
                                   or not timeout_s > 0):
         raise InputError(f"timeout must be a number of seconds > 0, got {timeout_s!r}")
     timeout_s = float(timeout_s or ROW_TIMEOUT_S)
-    targets = resolve_targets(backends)
+    targets = resolve_targets(backends)  # what dlaccel bench resolved already passes through unprobed
     selected = list(WORKLOADS.values()) if workloads is None else workloads
     if isolate:
         from .worker import target_spec
@@ -362,6 +366,8 @@ def run(
         if reason is not None:
             notes.append(reason)
             targets = [t for t in targets if t != PEER]
+            if not targets:  # nothing left to time: an empty table would look like success
+                raise MissingDependencyError(f"nothing to benchmark: {reason}")
 
     say("measuring the machine's limits")
     limits: dict[str, Any] = {"host": measure_limits(profile, dt)}

@@ -125,7 +125,8 @@ def _model_step(model: Any, X: Any, Y: Any) -> dict[str, Any]:
     # Model.fit validates X and Y and snapshots the parameters on every call; a benchmark times the
     # training step alone, as fit runs it between cost records.
     cost, grads = model._step(X, Y, with_cost=True)
-    model.backend.update_parameters(model._params, grads, LEARNING_RATE)
+    # A backend may update in place or return new arrays (the contract): keep what it returns.
+    model._params = model.backend.update_parameters(model._params, grads, LEARNING_RATE)
     return {"cost": cost, **grads}
 
 
@@ -236,7 +237,7 @@ def _logreg_build(be: Backend, size: Size, data: Data) -> Case:
 
     def step() -> dict[str, Any]:
         cost, dW, db = be.logistic_regression_step(params["W1"], params["b1"], X, Y, with_cost=True)
-        be.update_parameters(params, {"dW1": dW, "db1": db}, LEARNING_RATE)
+        params.update(be.update_parameters(params, {"dW1": dW, "db1": db}, LEARNING_RATE))
         return {"cost": cost, "dW1": dW, "db1": db}
 
     return Case(step=step, outputs=_to_host(be), sync=be.synchronize)
