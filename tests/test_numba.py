@@ -27,6 +27,7 @@ _reason = dlaccel.available_backends()["numba"]["reason"]
 if _reason is not None:
     pytest.skip(f"numba: {_reason}", allow_module_level=True)
 
+import numba  # noqa: E402
 from numba import njit  # noqa: E402
 
 from dlaccel.backends import numba_cpu  # noqa: E402
@@ -157,6 +158,49 @@ def test_fused_layer_matches_numpy(nb, reference, activation, shape, dtype, rng)
                 np.testing.assert_allclose(g, w, **tol(dtype))
     dZ = nb.activation_backward(dA, cache_ref.Z, activation)
     np.testing.assert_allclose(dZ, reference.activation_backward(dA, cache_ref.Z, activation), **tol(dtype))
+
+
+KERNELS = {name: k for name, k in vars(numba_cpu).items() if isinstance(k, numba_cpu.Kernel)}
+
+
+@pytest.mark.parametrize("path", ["serial", "parallel"])
+def test_serial_and_parallel_variants_match_numpy(nb, reference, dtype, rng, monkeypatch, path):
+    """Every op through one variant of the kernels, picked by moving PARALLEL_MIN_SIZE so that
+    small data takes the path large data takes: rows longer than a chunk, several softmax column
+    blocks, a layer gradient with and without its db sums."""
+    monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_SIZE", 0 if path == "parallel" else 1 << 62)
+    n, m = 3, 2 * numba_cpu.CHUNK + 7
+    A_prev = rng.standard_normal((5, m)).astype(dtype)
+    W = rng.standard_normal((n, 5)).astype(dtype)
+    b = rng.standard_normal((n, 1)).astype(dtype)
+    dA = rng.standard_normal((n, m)).astype(dtype)
+    Y = np.eye(n, dtype=dtype)[:, rng.integers(0, n, m)]
+    check = tol(dtype)
+    np.testing.assert_allclose(nb.linear_forward(A_prev, W, b), reference.linear_forward(A_prev, W, b), **check)
+    np.testing.assert_allclose(nb.linear_backward(dA, A_prev, W)[2], reference.linear_backward(dA, A_prev, W)[2],
+                               **check)
+    for activation in ACTIVATIONS:
+        A, cache = nb.linear_activation_forward(A_prev, W, b, activation)
+        A_ref, cache_ref = reference.linear_activation_forward(A_prev, W, b, activation)
+        np.testing.assert_allclose(A, A_ref, **check)
+        for g, w in zip(nb.linear_activation_backward(dA, cache, activation),
+                        reference.linear_activation_backward(dA, cache_ref, activation)):
+            np.testing.assert_allclose(g, w, **check)
+        Z = cache_ref.Z
+        np.testing.assert_allclose(nb.activation_forward(Z, activation), reference.activation_forward(Z, activation),
+                                   **check)
+        np.testing.assert_allclose(nb.activation_backward(dA, Z, activation),
+                                   reference.activation_backward(dA, Z, activation), **check)
+    AL = reference.activation_forward(dA, "softmax")
+    np.testing.assert_array_equal(nb.output_backward(AL, Y, "cross_entropy"), AL - Y)
+    params = {"W1": W.copy(), "b1": b.copy()}
+    nb.update_parameters(params, {"dW1": W, "db1": b}, 0.1)
+    np.testing.assert_array_equal(params["W1"], W - dtype(0.1) * W)
+    # the variant under test is the one that ran, for this dtype, in every kernel
+    element = numba.from_dtype(np.dtype(dtype))
+    for name, kernel in KERNELS.items():
+        signatures = getattr(kernel, path).signatures
+        assert any(getattr(t, "dtype", None) == element for sig in signatures for t in sig), (name, path)
 
 
 def lr_problem(rng, dtype, n_x=300, m=517, scale=0.05):
@@ -319,6 +363,7 @@ _CACHE_SCRIPT = textwrap.dedent(
         dlaccel.DeepNN([4, 3, 1], seed=0, dtype="float32", backend="numba").fit(X, Y, num_iterations=3)
         dlaccel.LogisticRegression(seed=0, dtype="float32", backend="numba").fit(X, Y, num_iterations=3)
     dispatchers = [d for d in vars(numba_cpu).values() if hasattr(d, "stats")]
+    dispatchers += [d for k in vars(numba_cpu).values() if isinstance(k, numba_cpu.Kernel) for d in k]
     print(json.dumps({
         "compiles": len(compiles.buffer),
         "hits": sum(sum(d.stats.cache_hits.values()) for d in dispatchers),

@@ -15,7 +15,8 @@ so a second process loads machine code instead of compiling.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from types import FunctionType
+from typing import Any, ClassVar, NamedTuple
 
 import numba
 import numpy as np
@@ -42,10 +43,12 @@ REDUCTION = {"reassoc"}
 # a branch that stops LLVM from vectorising any loop with a division in it.
 NUMPY_ERRORS = {"error_model": "numpy"}
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-# Layer kernels smaller than this run on the calling thread. Measured here: a 2-thread kernel
-# launched right after a threaded BLAS call (what every layer does) waits milliseconds for
-# OpenBLAS's spinning workers to give up the other core; a 1024 x 1024 layer is done in less on
-# one thread. Large elementwise work (16M elements) still uses every thread.
+# Kernels touching fewer elements than this run their serial variant, on the calling thread.
+# Measured here: a 2-thread kernel launched right after a threaded BLAS call (what every layer
+# does) waits milliseconds for OpenBLAS's spinning workers to give up the other core; a 1024 x 1024
+# layer is done in less on one thread. The serial variant also skips the parallel launch and the
+# thread-count juggling a 1-thread parallel region would need (about 5 us per op, more than a
+# tiny op costs). Large elementwise work (4M elements and up) still uses every thread.
 PARALLEL_MIN_SIZE = 1 << 22
 
 # -- vectorisable transcendentals --------------------------------------------------------------
@@ -235,12 +238,29 @@ def _axpy(alpha, x, y):
 # -- layer kernels -----------------------------------------------------------------------------
 
 
+class Kernel(NamedTuple):
+    """One kernel body compiled twice: ``serial`` (``prange`` runs as ``range``) and ``parallel``."""
+
+    serial: Any
+    parallel: Any
+
+
+def _kernel(fn: Any) -> Kernel:
+    """Compile ``fn`` with and without ``parallel=True``, lazily, each on first use. Numba's cache
+    index is keyed on the function's bytecode, not its compile flags, so the serial variant is a
+    copy of the function under its own qualname: its own cache file, no collision."""
+    serial_fn = FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    serial_fn.__qualname__ = fn.__qualname__ + "_serial"
+    serial_fn.__doc__ = fn.__doc__
+    return Kernel(njit(cache=True, **NUMPY_ERRORS)(serial_fn), njit(parallel=True, cache=True, **NUMPY_ERRORS)(fn))
+
+
 @njit(cache=True, **NUMPY_ERRORS)
 def _n_chunks(m):
     return max(1, (m + CHUNK - 1) // CHUNK)
 
 
-@njit(parallel=True, cache=True, **NUMPY_ERRORS)
+@_kernel
 def _bias_activation(Z, b, A, code):
     """``Z += b`` (when ``b`` is given) and ``A = g(Z)`` in one pass, chunk by chunk."""
     n, m = Z.shape
@@ -257,7 +277,7 @@ def _bias_activation(Z, b, A, code):
         _activate(Z_row, A[i, j0:j1], code)
 
 
-@njit(parallel=True, cache=True, **NUMPY_ERRORS)
+@_kernel
 def _bias_softmax(Z, b, A):
     """``Z += b`` (when ``b`` is given) and ``A = exp(Z - max) / sum exp(Z - max)`` per column."""
     n, m = Z.shape
@@ -289,7 +309,7 @@ def _bias_softmax(Z, b, A):
                 A_row[j] /= E_sum[j]
 
 
-@njit(parallel=True, cache=True, **NUMPY_ERRORS)
+@_kernel
 def _softmax_grad(dA, A, dZ):
     """``dZ = A * (dA - sum(dA * A, axis=0))``, per block of columns."""
     n, m = A.shape
@@ -308,10 +328,11 @@ def _softmax_grad(dA, A, dZ):
                 dZ_row[j] = A_row[j] * (dA_row[j] - s[j])
 
 
-@njit(parallel=True, cache=True, **NUMPY_ERRORS)
+@_kernel
 def _grad_row_sums(dA, A, Z, dZ, db, code, inv_m):
     """``dZ = dA * g'(Z)`` from ``A`` or from ``Z`` (the other is None; both None: ``dZ`` is given) and
-    ``db = inv_m * sum(dZ, axis=1)`` in one pass: each chunk's sum is taken while it is in L1."""
+    ``db = inv_m * sum(dZ, axis=1)`` in one pass: each chunk's sum is taken while it is in L1.
+    ``db`` None: no sums (the ``is not None`` branches are compiled out)."""
     n, m = dZ.shape
     nc = _n_chunks(m)
     partial = np.empty((n, nc), dZ.dtype)
@@ -326,12 +347,14 @@ def _grad_row_sums(dA, A, Z, dZ, db, code, inv_m):
             # A = g(Z) goes into dZ first and is used while the chunk is in L1: one memory pass
             _activate(Z[i, j0:j1], dZ_row, code)
             _activation_grad(dA[i, j0:j1], dZ_row, dZ_row, code)
-        partial[i, t % nc] = _sum(dZ_row)
-    for i in range(n):
-        db[i, 0] = _sum(partial[i]) * inv_m
+        if db is not None:
+            partial[i, t % nc] = _sum(dZ_row)
+    if db is not None:
+        for i in range(n):
+            db[i, 0] = _sum(partial[i]) * inv_m
 
 
-@njit(parallel=True, cache=True, **NUMPY_ERRORS)
+@_kernel
 def _subtract(X, Y, out):
     """``out = X - Y`` over flat arrays."""
     for c in prange(_n_chunks(X.size)):
@@ -339,7 +362,7 @@ def _subtract(X, Y, out):
             out[k] = X[k] - Y[k]
 
 
-@njit(parallel=True, cache=True, **NUMPY_ERRORS)
+@_kernel
 def _descend(P, dP, learning_rate):
     """``P -= learning_rate * dP`` in place, over flat arrays."""
     for c in prange(_n_chunks(P.size)):
@@ -472,29 +495,34 @@ def _combine(dW_parts, db_parts, cost_parts, m):
 # -- the backend ---------------------------------------------------------------------------------
 
 
-def _run(kernel: Any, size: int, *args: Any) -> Any:
-    """``kernel(*args)``, on one thread when ``size`` (elements touched) is below PARALLEL_MIN_SIZE.
-    ``set_num_threads`` is thread-local, so concurrent callers do not interfere."""
-    if size >= PARALLEL_MIN_SIZE:
-        return kernel(*args)
-    n_threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(n_threads)
+def _run(kernel: Kernel, size: int, *args: Any) -> Any:
+    """``kernel(*args)``: the serial variant when ``size`` (elements touched) is below
+    PARALLEL_MIN_SIZE, the parallel one on every thread from there."""
+    return (kernel.serial if size < PARALLEL_MIN_SIZE else kernel.parallel)(*args)
+
+
+_CODES = {activation: code for code, activation in enumerate(ACTIVATIONS)}
+
+# The two checks below run on every op: written for a tiny op's overhead (a dict lookup instead of
+# two list scans, a plain loop instead of all() over a generator: about 0.4 us an op together).
 
 
 def _code(activation: str) -> int:
-    if activation not in ACTIVATIONS:
-        raise unknown_activation(activation)
-    return ACTIVATIONS.index(activation)
+    try:
+        return _CODES[activation]
+    except (KeyError, TypeError):  # TypeError: not hashable, so not an activation's name
+        raise unknown_activation(activation) from None
 
 
 def _kernel_dtype(*arrays: Any) -> bool:
     """True when the compiled kernels cover these arrays: one dtype, float32 or float64."""
     dtype = arrays[0].dtype
-    return dtype in FLOATS and all(a.dtype == dtype for a in arrays)
+    if dtype not in FLOATS:
+        return False
+    for a in arrays:
+        if a.dtype != dtype:
+            return False
+    return True
 
 
 class NumbaBackend(NumpyBackend):
@@ -527,14 +555,15 @@ class NumbaBackend(NumpyBackend):
             return super().activation_forward(Z, activation)
         return self._forward(np.ascontiguousarray(Z), None, code)
 
-    def _grad(self, dA: Any, A: Any, Z: Any, code: int, inv_m: Any) -> tuple:
+    def _grad(self, dA: Any, A: Any, Z: Any, code: int, inv_m: Any, with_db: bool = True) -> tuple:
         """``(dZ, db)`` from the upstream gradient and the activation's output ``A`` or, when ``A``
-        is None, its input ``Z``."""
+        is None, its input ``Z``; ``db`` is None unless ``with_db``."""
         dZ = np.empty_like(dA)
-        db = np.empty((dA.shape[0], 1), dA.dtype)
+        db = np.empty((dA.shape[0], 1), dA.dtype) if with_db else None
         if code == SOFTMAX:
             _run(_softmax_grad, dZ.size, dA, A, dZ)
-            _run(_grad_row_sums, dZ.size, None, None, None, dZ, db, code, inv_m)
+            if with_db:
+                _run(_grad_row_sums, dZ.size, None, None, None, dZ, db, code, inv_m)
         else:
             _run(_grad_row_sums, dZ.size, dA, A, Z, dZ, db, code, inv_m)
         return dZ, db
@@ -546,7 +575,7 @@ class NumbaBackend(NumpyBackend):
             return super().activation_backward(dA, Z, activation)
         Z = np.ascontiguousarray(Z)
         A = self._forward(Z, None, code) if code == SOFTMAX else None
-        dZ, _ = self._grad(np.ascontiguousarray(dA), A, Z, code, Z.dtype.type(1))
+        dZ, _ = self._grad(np.ascontiguousarray(dA), A, Z, code, Z.dtype.type(1), with_db=False)
         return dZ
 
     def _weight_grads(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool) -> tuple:
