@@ -252,12 +252,6 @@ class CupyBackend(NumpyBackend):
         dZ, _ = self._backward_db(dA, Z, True, activation, want_dZ=True, want_db=False)
         return dZ
 
-    def _weight_grads(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool) -> tuple:
-        dW = dZ @ A_prev.T  # cuBLAS, transposes by flag
-        dW *= 1.0 / A_prev.shape[1]
-        dA_prev = W.T @ dZ if need_dA_prev else None
-        return dA_prev, dW
-
     def linear_backward(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool = True) -> tuple:
         self._check(dZ, A_prev, W)
         if not (self._fast(dZ, A_prev, W) and dZ.shape == (W.shape[0], A_prev.shape[1])

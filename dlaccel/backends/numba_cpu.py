@@ -578,11 +578,6 @@ class NumbaBackend(NumpyBackend):
         dZ, _ = self._grad(np.ascontiguousarray(dA), A, Z, code, Z.dtype.type(1), with_db=False)
         return dZ
 
-    def _weight_grads(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool) -> tuple:
-        dW = dZ @ A_prev.T  # BLAS reads the transposed view in place, no copy
-        dW *= dW.dtype.type(1 / A_prev.shape[1])
-        return (W.T @ dZ if need_dA_prev else None), dW
-
     def linear_backward(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool = True) -> tuple:
         self._check(dZ, A_prev, W)
         if not _kernel_dtype(dZ, A_prev, W):

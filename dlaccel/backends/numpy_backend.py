@@ -148,14 +148,18 @@ class NumpyBackend(Backend):
             A = None
         return self._activation_backward(dA, Z, A, activation)
 
+    def _weight_grads(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool) -> tuple:
+        """``(dA_prev or None, dW)``: the two GEMMs of the backward pass (BLAS reads the
+        transposed views in place)."""
+        dW = dZ @ A_prev.T
+        dW *= 1.0 / A_prev.shape[1]
+        return (W.T @ dZ if need_dA_prev else None), dW
+
     def linear_backward(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool = True) -> tuple:
         self._check(dZ, A_prev, W)
-        inv_m = 1.0 / A_prev.shape[1]
-        dW = dZ @ A_prev.T
-        dW *= inv_m
         db = dZ.sum(axis=1, keepdims=True)
-        db *= inv_m
-        dA_prev = W.T @ dZ if need_dA_prev else None
+        db *= 1.0 / A_prev.shape[1]
+        dA_prev, dW = self._weight_grads(dZ, A_prev, W, need_dA_prev)
         return dA_prev, dW, db
 
     def linear_activation_backward(
