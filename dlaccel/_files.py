@@ -22,7 +22,7 @@ def check_writable(path: Any, what: str) -> Path:
     return path
 
 
-def atomic_write(path: Any, write: Callable[[IO[bytes]], None], what: str = "file") -> None:
+def atomic_write(path: Any, write: Callable[[IO[bytes]], object], what: str = "file") -> None:
     """Call ``write`` on a temporary file beside ``path``, then rename it into place, so a crash,
     a full disk or an exception in ``write`` never leaves a half-written file behind."""
     path = check_writable(path, what)

@@ -5,6 +5,8 @@ Every generator draws from its own ``RandomState(seed)``, so the same seed gives
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .errors import InputError, MissingDependencyError
@@ -99,7 +101,7 @@ def digits():
     return (data.data / 16.0).T, data.target.astype(np.int64).reshape(1, -1)
 
 
-LOADERS = {
+LOADERS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "planar": planar,
     "circles": noisy_circles,
     "moons": noisy_moons,

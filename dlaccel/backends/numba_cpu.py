@@ -41,7 +41,7 @@ COLUMN_BLOCK = 256
 REDUCTION = {"reassoc"}
 # NumPy's error model: x / 0 is inf/nan as in NumPy, not a ZeroDivisionError check per division,
 # a branch that stops LLVM from vectorising any loop with a division in it.
-NUMPY_ERRORS = {"error_model": "numpy"}
+NUMPY_ERRORS: dict[str, Any] = {"error_model": "numpy"}
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Kernels touching fewer elements than this run their serial variant, on the calling thread.
 # Measured here: a 2-thread kernel launched right after a threaded BLAS call (what every layer
@@ -152,7 +152,7 @@ def _dtype_overload(name: str):
 
     stub.__name__ = stub.__qualname__ = f"_{name}"
 
-    @overload(stub, jit_options=NUMPY_ERRORS)
+    @overload(stub, jit_options=NUMPY_ERRORS)  # type: ignore[arg-type]
     def _resolve(x):
         if isinstance(x, types.Float) and x.bitwidth in _MATH:
             return _MATH[x.bitwidth][name]
