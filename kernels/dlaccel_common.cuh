@@ -126,3 +126,26 @@ __device__ __forceinline__ ColumnChunk column_chunk(index_t m) {
     const index_t begin = min_(m, index_t(blockIdx.x) * per);
     return {begin, min_(m, begin + per)};
 }
+
+// Flat grid over two arrays of `size` elements: calls f(k, x[k], y[k]) for each k this thread owns.
+// Each step loads all DLACCEL_ITEMS pairs before the first call, so their loads are in flight
+// together. f may write x[k] or y[k] (each element is read once, by its owner, before f sees it):
+// that is why x and y are not __restrict__ here.
+template <class F>
+__device__ __forceinline__ void flat_pairs(const real* x, const real* y, index_t size, F f) {
+    const index_t step = index_t(gridDim.x) * blockDim.x * DLACCEL_ITEMS;
+    for (index_t k0 = index_t(blockIdx.x) * blockDim.x * DLACCEL_ITEMS + threadIdx.x; k0 < size; k0 += step) {
+        real a[DLACCEL_ITEMS], b[DLACCEL_ITEMS];
+#pragma unroll
+        for (int u = 0; u < DLACCEL_ITEMS; ++u) {
+            const index_t k = k0 + index_t(u) * blockDim.x;
+            a[u] = k < size ? x[k] : real(0);
+            b[u] = k < size ? y[k] : real(0);
+        }
+#pragma unroll
+        for (int u = 0; u < DLACCEL_ITEMS; ++u) {
+            const index_t k = k0 + index_t(u) * blockDim.x;
+            if (k < size) f(k, a[u], b[u]);
+        }
+    }
+}

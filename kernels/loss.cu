@@ -16,21 +16,7 @@
 
 extern "C" __global__ void output_grad(const real* __restrict__ AL, const real* __restrict__ Y,
                                        real* __restrict__ dZ, index_t size) {
-    const index_t step = index_t(gridDim.x) * blockDim.x * DLACCEL_ITEMS;
-    for (index_t k0 = index_t(blockIdx.x) * blockDim.x * DLACCEL_ITEMS + threadIdx.x; k0 < size; k0 += step) {
-        real a[DLACCEL_ITEMS], y[DLACCEL_ITEMS];
-#pragma unroll
-        for (int u = 0; u < DLACCEL_ITEMS; ++u) {
-            const index_t k = k0 + index_t(u) * blockDim.x;
-            a[u] = k < size ? AL[k] : real(0);
-            y[u] = k < size ? Y[k] : real(0);
-        }
-#pragma unroll
-        for (int u = 0; u < DLACCEL_ITEMS; ++u) {
-            const index_t k = k0 + index_t(u) * blockDim.x;
-            if (k < size) dZ[k] = a[u] - y[u];
-        }
-    }
+    flat_pairs(AL, Y, size, [=](index_t k, real a, real y) { dZ[k] = a - y; });
 }
 
 __device__ __forceinline__ real clip_(real a, real lo, real hi) { return a < lo ? lo : (a > hi ? hi : a); }
@@ -39,27 +25,13 @@ template <bool BINARY>
 __device__ __forceinline__ void cost_partial(const real* __restrict__ AL, const real* __restrict__ Y,
                                              acc_t* __restrict__ partial, index_t size, real eps) {
     const real hi = BINARY ? real(1) - eps : real(1);
-    const index_t step = index_t(gridDim.x) * blockDim.x * DLACCEL_ITEMS;
     acc_t s = 0;
-    for (index_t k0 = index_t(blockIdx.x) * blockDim.x * DLACCEL_ITEMS + threadIdx.x; k0 < size; k0 += step) {
-        real a[DLACCEL_ITEMS], y[DLACCEL_ITEMS];
-#pragma unroll
-        for (int u = 0; u < DLACCEL_ITEMS; ++u) {
-            const index_t k = k0 + index_t(u) * blockDim.x;
-            a[u] = k < size ? AL[k] : real(0);
-            y[u] = k < size ? Y[k] : real(0);
-        }
-#pragma unroll
-        for (int u = 0; u < DLACCEL_ITEMS; ++u) {
-            const index_t k = k0 + index_t(u) * blockDim.x;
-            if (k < size) {
-                const real p = clip_(a[u], eps, hi);
-                real term = y[u] * log_(p);
-                if (BINARY) term += (real(1) - y[u]) * log_(real(1) - p);
-                s += acc_t(term);
-            }
-        }
-    }
+    flat_pairs(AL, Y, size, [&](index_t, real a, real y) {
+        const real p = clip_(a, eps, hi);
+        real term = y * log_(p);
+        if (BINARY) term += (real(1) - y) * log_(real(1) - p);
+        s += acc_t(term);
+    });
     s = block_sum(s);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
