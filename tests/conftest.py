@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 import dlaccel
-from dlaccel.backends import REGISTRY
+from dlaccel.backends import REGISTRY, cupy_gpu
+from dlaccel.backends.cupy_gpu import CupyBackend
+
+from . import cuda_emulator
 
 # Per-dtype tolerances for comparing a backend with the NumPy reference.
 TOL = {np.float32: {"rtol": 2e-4, "atol": 2e-5}, np.float64: {"rtol": 1e-10, "atol": 1e-12}}
@@ -42,3 +45,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def emulated_kernels(tmp_path_factory):
+    reason = cuda_emulator.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    return cuda_emulator.KernelEmulator(tmp_path_factory.mktemp("emulated_kernels"))
+
+
+@pytest.fixture
+def emulated(monkeypatch, emulated_kernels):
+    """A CupyBackend whose kernels run on the CPU emulator, on NumPy arrays; kernel outputs are
+    poisoned with NaN. Patched on the class, so every CupyBackend made during the test is one."""
+    monkeypatch.setattr(cupy_gpu, "cupy", cuda_emulator.numpy_cupy())
+    monkeypatch.setattr(CupyBackend, "xp", np)
+    monkeypatch.setattr(cupy_gpu, "THREADS", cuda_emulator.EMU_THREADS)
+    monkeypatch.setattr(cupy_gpu, "MAX_GRID_Y", 3)  # rows beyond gridDim.y take the grid-stride path
+    monkeypatch.setattr(CupyBackend, "_function", lambda self, filename, kernel, dtype: emulated_kernels(
+        filename, kernel, dtype))
+    monkeypatch.setattr(CupyBackend, "_sm_count", lambda self: 2)
+    monkeypatch.setattr(CupyBackend, "_empty", lambda self, shape, dtype: np.full(shape, np.nan, dtype=dtype))
+    return CupyBackend()
