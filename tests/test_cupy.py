@@ -311,6 +311,22 @@ def test_emulated_fallbacks_keep_numpy_semantics(emulated):
     np.testing.assert_allclose(A, ref.linear_activation_forward(A_prev, W, b, "tanh")[0])
 
 
+@pytest.mark.parametrize("hidden, n_y", [("tanh", 1), ("relu", 3)])
+def test_emulated_fit_matches_numpy(emulated, hidden, n_y):
+    """Whole training runs through the fused wrappers: sigmoid + BCE and softmax + CE outputs."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((4, 150))
+    Y = rng.integers(0, 2 if n_y == 1 else n_y, (1, 150))
+    models = [dlaccel.DeepNN([4, 8, 5, n_y], hidden_activation=hidden, seed=2, backend=be)
+              for be in ("numpy", emulated)]
+    for model in models:
+        model.fit(X, Y, learning_rate=0.1, num_iterations=20, cost_every=5)
+    assert models[1].backend is emulated
+    np.testing.assert_allclose([c for _, c in models[1].costs], [c for _, c in models[0].costs], rtol=1e-10)
+    for key, value in models[0].parameters.items():
+        np.testing.assert_allclose(models[1].parameters[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
 # -- on a GPU -------------------------------------------------------------------------------------------
 
 
