@@ -38,10 +38,11 @@ def fresh_probe():
     _probe.cupy.cache_clear()
 
 
-def _fake_cupy(monkeypatch, get_count):
+def _fake_cupy(monkeypatch, get_count, nvrtc_version=lambda: (12, 8)):
     fake = types.ModuleType("cupy")
     fake.__spec__ = importlib.machinery.ModuleSpec("cupy", None)
-    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_count))
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_count),
+                                      nvrtc=types.SimpleNamespace(getVersion=nvrtc_version))
     monkeypatch.setitem(sys.modules, "cupy", fake)
 
 
@@ -68,6 +69,15 @@ def test_probe_without_a_device(monkeypatch, fresh_probe):
 def test_probe_with_zero_devices(monkeypatch, fresh_probe):
     _fake_cupy(monkeypatch, lambda: 0)
     assert fresh_probe() == "no CUDA device found"
+
+
+def test_probe_without_nvrtc(monkeypatch, fresh_probe):
+    def no_nvrtc():
+        raise RuntimeError("CuPy failed to load libnvrtc.so.12")
+
+    _fake_cupy(monkeypatch, lambda: 1, no_nvrtc)
+    reason = fresh_probe()
+    assert reason.startswith("CuPy cannot load NVRTC") and "libnvrtc.so.12" in reason and "dlaccel[cuda12]" in reason
 
 
 def test_probe_with_a_broken_install(monkeypatch, fresh_probe):
@@ -216,6 +226,23 @@ def test_kernels_compile_with_nvrtc(filename, dtype):
     except Exception:
         pytest.fail(nvrtc.getProgramLog(prog))
     assert _entries(nvrtc.getPTX(prog).decode()) == set(cupy_gpu.kernel_names(filename))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float", "double"])
+@pytest.mark.parametrize("filename", KERNEL_FILES)
+def test_kernels_compile_with_the_options_cupy_adds(filename, dtype):
+    """RawModule adds its own options (cupy/cuda/compiler.py): flush-to-zero, a cubin for the
+    device's arch, device as the default execution space, and a precompiled header on NVRTC >= 12.8."""
+    nvrtc = _nvrtc()
+    added = ["-ftz=true", "-arch=sm_90", "--device-as-default-execution-space"]
+    if nvrtc.getVersion() >= (12, 8):
+        added.append("--pch")
+    prog = nvrtc.createProgram(cupy_gpu.kernel_source(filename), filename, (), ())
+    try:
+        nvrtc.compileProgram(prog, (*cupy_gpu.compile_options(dtype), *added))
+    except Exception:
+        pytest.fail(nvrtc.getProgramLog(prog))
+    assert len(nvrtc.getCUBIN(prog)) > 0
 
 
 # -- launch geometry ----------------------------------------------------------------------------------

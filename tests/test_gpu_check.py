@@ -4,7 +4,6 @@ catch wrong kernels, and to report what it found. Its numbers here mean nothing;
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import os
@@ -20,6 +19,8 @@ from dlaccel import backends
 from dlaccel.backends import cupy_gpu
 from dlaccel.backends.base import ACTIVATIONS, LOSSES
 from dlaccel.backends.cupy_gpu import KERNEL_FILES, CupyBackend, kernel_names
+
+from . import cuda_emulator
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
@@ -39,8 +40,8 @@ def dry_run(monkeypatch, emulated, gpu_check):
     monkeypatch.setitem(backends._PROBES, "cupy", lambda: None)
     monkeypatch.setattr(CupyBackend, "unavailable_reason", classmethod(lambda cls: None))
     monkeypatch.setitem(backends._instances, "cupy", emulated)
-    fewer_reps = functools.partial(gpu_check.cuda_time_ms, warmup=1, reps=2)
-    monkeypatch.setattr(gpu_check, "cuda_time_ms", fewer_reps)
+    real_timer = gpu_check.cuda_time_ms
+    monkeypatch.setattr(gpu_check, "cuda_time_ms", lambda fn, **kw: real_timer(fn, warmup=1, reps=2, per_event=1))
     return gpu_check
 
 
@@ -136,3 +137,11 @@ def test_without_a_gpu_the_script_says_so_and_exits_2(tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["env"]["cupy_available"] is False and report["env"]["cupy_reason"]
     assert report["env"]["numpy"] == np.__version__
+
+
+def test_cuda_timer_divides_by_the_calls_per_event_pair(monkeypatch, gpu_check):
+    monkeypatch.setitem(sys.modules, "cupy", cuda_emulator.numpy_cupy())
+    calls = []
+    timed = gpu_check.cuda_time_ms(lambda: calls.append(1), warmup=2, reps=3, per_event=4)
+    assert len(calls) == 2 + 3 * 4
+    assert 0 < timed["min_ms"] <= timed["median_ms"]

@@ -35,4 +35,9 @@ def cupy() -> str | None:
         return f"no usable CUDA device: {type(exc).__name__}: {exc}"
     if count < 1:
         return "no CUDA device found"
+    try:  # the fused kernels are compiled with NVRTC at first use: fail here, not mid-training
+        cupy.cuda.nvrtc.getVersion()
+    except Exception as exc:
+        return (f"CuPy cannot load NVRTC, which compiles the fused kernels ({type(exc).__name__}: {exc}); "
+                "install CuPy with its CUDA components: pip install 'dlaccel[cuda12]' or 'dlaccel[cuda13]'")
     return None
