@@ -354,6 +354,18 @@ def test_emulated_fit_matches_numpy(emulated, hidden, n_y):
         np.testing.assert_allclose(models[1].parameters[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
 
 
+def test_emulated_backend_passes_every_bench_check(emulated):
+    """`dlaccel bench` on the cupy backend: every workload's output is checked against NumPy."""
+    from dlaccel import bench
+
+    report = bench.run([emulated, "numpy"], None, "tiny", isolate=False, min_samples=1)
+    rows = {r["workload"]: r for r in report["results"] if r["backend"] == "cupy"}
+    assert set(rows) == {w.name for w in bench.select_workloads(None)}
+    for name, row in rows.items():
+        assert row["error"] is None and row["check"]["passed"], (name, row["error"])
+    assert report["limits"]["device_backends"] == ["cupy"]
+
+
 # -- on a GPU -------------------------------------------------------------------------------------------
 
 
