@@ -21,7 +21,7 @@ from dlaccel.backends import _probe, cupy_gpu
 from dlaccel.backends.base import ACTIVATIONS, LOSSES, LayerCache
 from dlaccel.backends.cupy_gpu import KERNEL_FILES, CupyBackend
 from dlaccel.backends.numpy_backend import NumpyBackend
-from dlaccel.errors import BackendUnavailableError, DeviceMismatchError, DtypeError
+from dlaccel.errors import BackendUnavailableError, DeviceMismatchError, DtypeError, InputError
 
 from .conftest import tol
 
@@ -325,6 +325,15 @@ def test_emulated_nan_stays_visible(emulated):
         assert np.isnan(emulated.activation_forward(Z, activation)[0, 0]), activation
     AL = np.array([[np.nan, 0.5]])
     assert np.isnan(emulated.compute_cost(AL, np.ones_like(AL), "binary_cross_entropy"))
+
+
+@pytest.mark.parametrize("op", ["compute_cost", "output_backward"])
+def test_emulated_output_ops_reject_bad_input_before_launching(emulated, op):
+    AL = np.full((1, 3), 0.5)
+    with pytest.raises(InputError, match="unknown loss 'hinge'"):
+        getattr(emulated, op)(AL, np.ones_like(AL), "hinge")
+    with pytest.raises(DtypeError, match="got list"):  # not an array of this backend
+        getattr(emulated, op)(AL, [[1.0, 0.0, 1.0]], "binary_cross_entropy")
 
 
 def test_emulated_fallbacks_keep_numpy_semantics(emulated):

@@ -167,6 +167,18 @@ class CupyBackend(NumpyBackend):
             a.dtype == dtype and a.flags.c_contiguous and a.size > 0 for a in arrays
         )
 
+    @staticmethod
+    def _layer(dZ: Any, A_prev: Any, W: Any) -> bool:
+        """Whether ``dZ`` (or ``Z``) is ``W @ A_prev``'s shape: the fused backward's precondition."""
+        return W.shape[1] == A_prev.shape[0] and dZ.shape == (W.shape[0], A_prev.shape[1])
+
+    def _fused_loss(self, AL: Any, Y: Any, loss: str) -> bool:
+        """Checks the output-layer arguments; whether the loss kernels cover them."""
+        self._check(AL, Y)
+        if loss not in LOSSES:
+            raise unknown_loss(loss)
+        return self._fast(AL, Y) and AL.shape == Y.shape
+
     # -- transfer -----------------------------------------------------------------------------
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
@@ -254,8 +266,7 @@ class CupyBackend(NumpyBackend):
 
     def linear_backward(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool = True) -> tuple:
         self._check(dZ, A_prev, W)
-        if not (self._fast(dZ, A_prev, W) and dZ.shape == (W.shape[0], A_prev.shape[1])
-                and W.shape[1] == A_prev.shape[0]):
+        if not (self._fast(dZ, A_prev, W) and self._layer(dZ, A_prev, W)):
             return super().linear_backward(dZ, A_prev, W, need_dA_prev)
         _, db = self._backward_db(dZ, None, False, "linear", want_dZ=False, want_db=True)
         dA_prev, dW = self._weight_grads(dZ, A_prev, W, need_dA_prev)
@@ -268,7 +279,7 @@ class CupyBackend(NumpyBackend):
         A_prev, W, Z, A = cache.A_prev, cache.W, cache.Z, cache.A
         self._check(A_prev, W, Z)
         if not (activation in FUSED_ACTIVATIONS and self._fast(dA, Z, A_prev, W) and dA.shape == Z.shape
-                and Z.shape == (W.shape[0], A_prev.shape[1]) and W.shape[1] == A_prev.shape[0]):
+                and self._layer(Z, A_prev, W)):
             return super().linear_activation_backward(dA, cache, activation, need_dA_prev)
         # sigmoid and tanh take g' from the cached A (no exp recomputed), the rest from Z.
         use_A = activation in ("sigmoid", "tanh") and isinstance(A, cupy.ndarray) and A.shape == Z.shape \
@@ -280,10 +291,7 @@ class CupyBackend(NumpyBackend):
     # -- output layer -------------------------------------------------------------------------
 
     def compute_cost(self, AL: Any, Y: Any, loss: str) -> float:
-        self._check(AL, Y)
-        if loss not in LOSSES:
-            raise unknown_loss(loss)
-        if not (self._fast(AL, Y) and AL.shape == Y.shape):
+        if not self._fused_loss(AL, Y, loss):
             return super().compute_cost(AL, Y, loss)
         name = "bce_cost_partial" if loss == "binary_cross_entropy" else "ce_cost_partial"
         kernel = self._function("loss.cu", name, AL.dtype)
@@ -294,10 +302,7 @@ class CupyBackend(NumpyBackend):
         return float(-float(partial.sum()) / AL.shape[1])
 
     def output_backward(self, AL: Any, Y: Any, loss: str) -> Any:
-        self._check(AL, Y)
-        if loss not in LOSSES:
-            raise unknown_loss(loss)
-        if not (self._fast(AL, Y) and AL.shape == Y.shape):
+        if not self._fused_loss(AL, Y, loss):
             return super().output_backward(AL, Y, loss)
         dZ = self._empty(AL.shape, AL.dtype)
         kernel = self._function("loss.cu", "output_grad", AL.dtype)
