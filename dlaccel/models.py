@@ -272,9 +272,20 @@ class Model:
 
         The cost of iteration ``i`` (from its forward pass, before its update) is recorded in
         ``costs`` at the first iteration of this call, at every multiple of ``cost_every`` and
-        at the last iteration. At each record the cost and parameters are checked: on NaN/Inf
-        the model goes back to the parameters of the last check that passed and raises
-        :class:`TrainingDivergedError`.
+        at the last iteration. At each record the run is checked, and it has diverged when
+
+        - the cost or a parameter is NaN/Inf, or
+        - the cost ran away while staying finite: it rose above this call's first recorded cost
+          by more than a quarter of the saturation cost (the cost with every example wrong at the
+          clipping bound: ``-log(eps)`` of the dtype per example, per output unit for sigmoid
+          outputs; 9.0 for float64 with one sigmoid unit or softmax, 4.0 for float32). The course's
+          runs move by well under 1 % of that; a learning rate far too large jumps past it within
+          a few iterations.
+
+        Then the model goes back to the parameters of the last check that passed and raises
+        :class:`TrainingDivergedError` naming the iteration. Only this call's first cost is the
+        reference, so a fit continuing from a trained model (a tiny cost) is held to the same
+        absolute margin, and one that starts saturated is checked for NaN/Inf only.
         """
         lr = v.check_learning_rate(self.default_learning_rate if learning_rate is None else learning_rate)
         n_iter = v.check_count(
@@ -289,6 +300,7 @@ class Model:
         be, params = self.backend, self._require_built()
         good = {k: p.copy() for k, p in params.items()}
         start = self.iteration
+        first: float | None = None  # this call's first recorded cost: the runaway reference
         # Overflow while diverging is reported once, as TrainingDivergedError, not as warnings.
         quiet = np.errstate(over="ignore", invalid="ignore")
         with progress_reporter(progress, n_iter, type(self).__name__) as report, quiet:
@@ -297,8 +309,10 @@ class Model:
                 record = i == 0 or it % cost_every == 0 or i == n_iter - 1
                 cost, grads = self._step(X, Y, with_cost=record)
                 if cost is not None:
-                    if not math.isfinite(cost) or not all(be.all_finite(p) for p in params.values()):
-                        self._diverged(good, it, cost)
+                    first = cost if first is None else first
+                    problem = self._divergence(cost, first, params)
+                    if problem:
+                        self._diverged(good, it, problem, lr)
                     good = {k: p.copy() for k, p in params.items()}
                     self.costs.append((it, cost))
                     report(i + 1, cost)
@@ -306,18 +320,31 @@ class Model:
                 params = self._params = be.update_parameters(params, grads, lr)
                 self.iteration = it + 1
         if not all(be.all_finite(p) for p in params.values()):
-            self._diverged(good, self.iteration - 1, None)
+            self._diverged(good, self.iteration - 1, "the parameters became NaN/Inf", lr)
         return self
 
-    def _diverged(self, good: dict[str, Any], iteration: int, cost: float | None) -> None:
+    def _allowed_rise(self) -> float:
+        """How far the cost may rise above a fit's first recorded cost: a quarter of the
+        saturation cost (every example wrong at the clipping bound ``eps`` of the dtype)."""
+        per_unit = -math.log(float(np.finfo(self.dtype).eps))
+        units = self._require_built_dims()[-1] if self._output == "sigmoid" else 1
+        return units * per_unit / 4
+
+    def _divergence(self, cost: float, first: float, params: dict[str, Any]) -> str | None:
+        """What went wrong at a record, or ``None`` when the run is healthy."""
+        if not math.isfinite(cost):
+            return f"the cost became {cost}"
+        if not all(self.backend.all_finite(p) for p in params.values()):
+            return "the parameters became NaN/Inf"
+        if cost > first + self._allowed_rise():
+            return f"the cost ran away from {first:.4g} to {cost:.4g}"
+        return None
+
+    def _diverged(self, good: dict[str, Any], iteration: int, what: str, lr: float) -> None:
         self._params = good
-        if cost is not None and not math.isfinite(cost):
-            what = f"the cost became {cost}"
-        else:
-            what = "the parameters became NaN/Inf"
         raise TrainingDivergedError(
             f"training diverged at iteration {iteration}: {what}; the model keeps the parameters of its "
-            "last finite check. Try a smaller learning_rate.",
+            f"last good check. Lower the learning rate (it was {lr:g}).",
             iteration,
         )
 
