@@ -89,6 +89,9 @@ class Model:
         self.costs: list[tuple[int, float]] = []
         self.iteration = 0
         self._params: dict[str, Any] | None = None
+        # The labels the output units stand for; fixed by the first labels the model meets.
+        self.classes_: np.ndarray | None = None
+        self._classes_known = False
         if layer_dims is not None:
             self._build(v.check_layer_dims(layer_dims))
 
@@ -103,6 +106,12 @@ class Model:
         if self.output_activation == "softmax" and layer_dims[-1] < 2:
             raise InputError(f"a softmax output needs at least 2 units, got layer_dims {layer_dims}")
         self.layer_dims = layer_dims
+        if not self._classes_known:  # until labels say otherwise: class indices, or 0/1
+            n_y = layer_dims[-1]
+            if self.output_activation == "softmax":
+                self.classes_ = np.arange(n_y)
+            else:
+                self.classes_ = np.arange(2) if n_y == 1 else None  # several sigmoid units: multi-label
         self.reset()
 
     def _infer_layer_dims(self, n_x: int, n_y: int) -> list[int]:
@@ -237,24 +246,24 @@ class Model:
 
     def _prepare(self, X: Any, Y: Any | None = None) -> tuple[Any, Any]:
         """Validate and move ``X`` (and ``Y``) to the backend in the model dtype, building the
-        layers from the data when their sizes are not known yet."""
+        layers from the data when their sizes are not known yet, and fixing ``classes_`` from the
+        first labels the model meets."""
         n_x = self.layer_dims[0] if self.layer_dims else None
         if Y is None:
             X = v.check_X(X, n_x)
             self._require_built()
             return self.backend.asarray(X, dtype=self.dtype), None
         X, Y = v.check_XY(X, Y, n_x)
+        if self._classes_known:
+            classes, n_y, output = self.classes_, self._require_built_dims()[-1], self._output
+        else:
+            n_y_known = self.layer_dims[-1] if self.layer_dims else None
+            classes, n_y, output = v.find_classes(Y, n_y_known, self.output_activation)
+        T = v.labels_to_targets(Y, classes, n_y, output, self.dtype)  # checked before anything is built
         if self.layer_dims is None:
-            n_y, output = v.infer_output(Y)
-            if self.output_activation == "sigmoid":
-                n_y, output = Y.shape[0], "sigmoid"
-            elif self.output_activation == "softmax" and n_y == 1:
-                n_y, output = max(2, int(Y.max()) + 1), "softmax"
-            T = v.labels_to_targets(Y, n_y, output, self.dtype)  # checked before anything is built
             self.output_activation = output
             self._build(self._infer_layer_dims(X.shape[0], n_y))
-        else:
-            T = v.labels_to_targets(Y, self._require_built_dims()[-1], self._output, self.dtype)
+        self.classes_, self._classes_known = classes, True
         return self.backend.asarray(X, dtype=self.dtype), self.backend.asarray(T, dtype=self.dtype)
 
     # -- public API -------------------------------------------------------------------------------
@@ -355,20 +364,27 @@ class Model:
         return np.asarray(self.backend.to_numpy(AL))
 
     def predict(self, X: Any) -> np.ndarray:
-        """Labels of shape ``(1, m)``: 0/1 for a sigmoid output (``AL > 0.5``), class indices for
-        softmax. A sigmoid output of several units (multi-label) gives ``(n_y, m)``."""
+        """Labels of shape ``(1, m)``, from ``classes_``: the labels the model was fitted on (0/1
+        or class indices when it was fitted on those, or on one-hot targets). Sigmoid outputs
+        threshold at 0.5, softmax takes the most probable class. A sigmoid output of several units
+        (multi-label) gives 0/1 of shape ``(n_y, m)``."""
         P = self.predict_proba(X)
         if self.output_activation == "softmax":
-            return P.argmax(axis=0).reshape(1, -1)
-        return (P > 0.5).astype(np.int64)
+            index = P.argmax(axis=0).reshape(1, -1)
+        else:
+            index = (P > 0.5).astype(np.int64)
+        return index if self.classes_ is None else self.classes_[index]
 
     def accuracy(self, X: Any, Y: Any) -> float:
-        """The share of examples whose predicted label matches ``Y`` (labels or one-hot)."""
-        X, Y = v.check_XY(X, Y, self.layer_dims[0] if self.layer_dims else None)
-        Y = v.to_host(Y)
-        if self.output_activation == "softmax" and Y.shape[0] > 1:
-            Y = Y.argmax(axis=0).reshape(1, -1)
-        return float((self.predict(X) == Y).mean())
+        """The share of examples whose predicted label matches ``Y`` (labels among ``classes_``,
+        or one-hot columns); for several sigmoid units, the share of matching 0/1 entries."""
+        self._require_built()
+        X, T = self._prepare(X, Y)
+        AL, _ = self._forward(X)
+        P, T = np.asarray(self.backend.to_numpy(AL)), np.asarray(self.backend.to_numpy(T))
+        if self.output_activation == "softmax":
+            return float((P.argmax(axis=0) == T.argmax(axis=0)).mean())
+        return float(((P > 0.5) == (T > 0.5)).mean())
 
     def gradients(self, X: Any, Y: Any) -> dict[str, np.ndarray]:
         """The backprop gradients ``{"dW1", "db1", ...}`` at the current parameters, as NumPy arrays."""
