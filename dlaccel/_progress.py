@@ -20,8 +20,8 @@ def progress_reporter(enabled: bool, total: int, label: str) -> Iterator[Callabl
 
         yield plain
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("cost {task.fields[cost]}"), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TextColumn("cost {task.fields[cost]}", markup=False), TimeRemainingColumn())
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(label, total=total, cost="-")
 

@@ -327,3 +327,18 @@ def test_python_dash_m_runs_the_same_command():
                             timeout=60)
     assert result.returncode == 0
     assert dlaccel.__version__ in result.stdout
+
+
+# -- messages through rich are printed as written, never read as console markup ------------------
+
+BRACKETED = "CuPy is not installed (pip install 'dlaccel[cuda12]' or 'dlaccel[cuda13]')"
+
+
+def test_info_prints_brackets_in_reasons_as_written(invoke, monkeypatch):
+    from dlaccel.backends import _probe
+
+    monkeypatch.setattr(_probe, "cupy", lambda: BRACKETED)
+    result = invoke("info")
+    assert result.exit_code == 0, result.output
+    assert "'dlaccel[cuda12]' or 'dlaccel[cuda13]'" in result.output
+

@@ -48,8 +48,9 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _console() -> Console:
-    # Off a terminal (pipes, CI logs, tests) rich would wrap the table at 80 columns.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    # Off a terminal (pipes, CI logs, tests) rich would wrap at 80 columns. markup=False: messages
+    # carry brackets ('dlaccel[cuda12]', a backend's error) that rich would otherwise eat as markup.
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False, markup=False)
 
 
 def check_output_path(path: Path | None, option: str, what: str) -> None:
@@ -189,7 +190,7 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
     # Unknown or unavailable names fail here, before any work; run() takes these targets as they are.
     targets = resolve_targets(_split(backends))
     profile = profile or ("quick" if quick else "full")
-    console, status_console = _console(), Console(stderr=True)
+    console, status_console = _console(), Console(stderr=True, markup=False)
     with status_console.status("starting") as status:
         result = run(targets, chosen, profile, dtype, repeat, progress=status.update, isolate=not in_process,
                      timeout_s=timeout_s)
