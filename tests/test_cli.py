@@ -342,3 +342,16 @@ def test_info_prints_brackets_in_reasons_as_written(invoke, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "'dlaccel[cuda12]' or 'dlaccel[cuda13]'" in result.output
 
+
+
+def test_train_names_the_environment_variable_behind_an_unavailable_backend(invoke, monkeypatch):
+    from dlaccel import backends
+
+    monkeypatch.setattr(backends, "_global_choice", None)
+    monkeypatch.setitem(backends._PROBES, "cupy", lambda: "no CUDA device found")
+    monkeypatch.delitem(backends._instances, "cupy", raising=False)
+    monkeypatch.setenv("DLACCEL_BACKEND", "cupy")
+    result = invoke("train", "--iterations", "1", "--no-progress")
+    assert_one_line_error(result, "'cupy' is not available", "no CUDA device found",
+                          "DLACCEL_BACKEND environment variable")
+    assert result.exit_code == 1
