@@ -256,9 +256,9 @@ def test_train_planar_writes_model_and_plot(invoke, tmp_path):
     assert_png(png)
 
 
-@pytest.mark.parametrize("model", ["logistic", "deep"])
-def test_train_other_models(invoke, model):
-    result = invoke("train", "--dataset", "blobs", "--model", model, "--layers", "5,3", "--iterations", "5",
+@pytest.mark.parametrize("model, extra", [("logistic", []), ("deep", ["--layers", "5,3"])])
+def test_train_other_models(invoke, model, extra):
+    result = invoke("train", "--dataset", "blobs", "--model", model, *extra, "--iterations", "5",
                     "--test-split", "0.25")
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.stdout
@@ -355,3 +355,37 @@ def test_train_names_the_environment_variable_behind_an_unavailable_backend(invo
     assert_one_line_error(result, "'cupy' is not available", "no CUDA device found",
                           "DLACCEL_BACKEND environment variable")
     assert result.exit_code == 1
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--model", "shallow", "--layers", "5,3"], "--layers"),
+    (["--model", "logistic", "--layers", "5,3"], "--layers"),
+    (["--model", "deep", "--hidden-units", "8"], "--hidden-units"),
+    (["--model", "logistic", "--hidden-units", "8"], "--hidden-units"),
+])
+def test_train_refuses_options_the_model_does_not_use(invoke, monkeypatch, args, option):
+    from dlaccel.bench import commands
+
+    monkeypatch.setattr(commands, "load_dataset", lambda name: pytest.fail("the data set was loaded"))
+    result = invoke("train", "--iterations", "1", "--no-progress", *args)
+    assert_one_line_error(result, option, "applies only to --model")
+    assert result.exit_code == 1
+
+
+def test_train_accepts_each_models_own_option(invoke):
+    for args in (["--model", "deep", "--layers", "3"], ["--model", "shallow", "--hidden-units", "3"]):
+        result = invoke("train", "--dataset", "blobs", "--iterations", "1", "--no-progress", *args)
+        assert result.exit_code == 0, result.output
+
+
+def test_a_typo_in_a_choice_is_a_usage_error_as_the_readme_says(invoke):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "exit status 2" in readme and "`--dataset plannar`" in readme
+    result = invoke("train", "--dataset", "plannar")
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("Usage: ") and lines[1].startswith("Try ") and "--help" in lines[1]
+    assert len(lines) == 3 and lines[2].startswith("Error:")
+    assert "--dataset" in lines[2] and "'plannar'" in lines[2] and "'planar'" in lines[2]

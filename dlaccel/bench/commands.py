@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -247,6 +248,18 @@ def _parse_layers(text: str) -> list[int]:
     return layers
 
 
+# The options that size one model only; given with another model they would be silently ignored.
+MODEL_OPTIONS = {"layers": ("--layers", "deep"), "hidden_units": ("--hidden-units", "shallow")}
+
+
+def check_model_options(kind: str) -> None:
+    ctx = click.get_current_context()
+    for param, (option, model) in MODEL_OPTIONS.items():
+        if kind != model and ctx.get_parameter_source(param) not in (None, ParameterSource.DEFAULT):
+            raise CommandError(f"{option} applies only to --model {model}, not to --model {kind}; "
+                               "drop it or choose that model")
+
+
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     from ..datasets import LOADERS
 
@@ -333,6 +346,7 @@ def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str 
     check_output_path(plot_path, "--plot", "plot")
     if plot_path is not None:
         require_matplotlib("--plot")
+    check_model_options(kind)
     hidden = _parse_layers(layers)
     be = get_backend(backend)  # unknown or unavailable: one line, before any work
     if learning_rate is not None:
