@@ -116,7 +116,7 @@ def test_bench_writes_table_json_and_png(invoke, tmp_path):
     result = invoke(*TINY, "--backends", "loops,numpy", "--workloads", "dot,logreg,dispatch",
                     "--json", str(out), "--plot", str(png))
     assert result.exit_code == 0, result.output
-    for word in ("dot", "logreg", "dispatch", "loops", "numpy", "GEMM", "copy", "extrapolated from m="):
+    for word in ("dot", "logreg", "dispatch", "loops", "numpy", "GEMM", "copy", "scaled linearly: logreg from m="):
         assert word in result.stdout
     report = json.loads(out.read_text())
     assert report["schema"] == "dlaccel-bench/1"
@@ -181,7 +181,7 @@ def test_bench_reports_a_failed_check_and_exits_nonzero(invoke, monkeypatch):
     # In-process, so that the patched backend is the one timed (a child would import the real one).
     result = invoke(*TINY, "--in-process", "--backends", "loops,numpy", "--workloads", "relu_fwd")
     assert_one_line_error(result, "1 row(s) failed")
-    assert "FAILED: check failed" in result.stdout
+    assert "FAILED relu_fwd on loops: check failed" in result.stdout
     assert "isolation: none (--in-process)" in result.stdout
 
 
@@ -389,3 +389,107 @@ def test_a_typo_in_a_choice_is_a_usage_error_as_the_readme_says(invoke):
     assert lines[0].startswith("Usage: ") and lines[1].startswith("Try ") and "--help" in lines[1]
     assert len(lines) == 3 and lines[2].startswith("Error:")
     assert "--dataset" in lines[2] and "'plannar'" in lines[2] and "'planar'" in lines[2]
+
+
+def test_bench_prints_brackets_in_notes_and_errors_as_written():
+    text = _render(_fake_report(notes=[BRACKETED], error="check failed: [red]bad[/red] output"), 200)
+    assert BRACKETED in text and "check failed: [red]bad[/red] output" in text
+
+
+# -- the bench table -------------------------------------------------------------------------------
+
+
+def _fake_report(notes=(), error="check failed: differs from NumPy: max elementwise error 2.00e-01 > 1.0e-03"):
+    """A report with the widest cells a real run prints (long names, tiny ratios, GFLOP/s rates,
+    an extrapolated loops row and a failed row), to lay the table out without running anything."""
+    workloads = {"deep_course": "[12288,20,7,5,1] m=2048", "sigmoid_bwd": "4096x4096", "dispatch": "8x8"}
+    results = []
+    for w in workloads:
+        for backend, median in (("loops", 802.0), ("numpy", 0.342), ("numba", 1.5e-6), ("torch", 0.0123)):
+            unit = "overhead" if w == "dispatch" else ("flop" if w == "deep_course" else "byte")
+            row = {"workload": w, "backend": backend, "unit": unit, "size": {"m": 2048},
+                   "measured_size": {"m": 4 if backend == "loops" else 2048},
+                   "extrapolation": 512.0 if backend == "loops" and unit == "flop" else 1.0, "first_call_s": 914.0,
+                   "median_s": median, "q1_s": median * 0.99, "q3_s": median * 1.01,
+                   "speedup_vs_loops": None if unit == "overhead" else 802.0 / median / 1000,
+                   "speedup_vs_numpy": None if unit == "overhead" else 0.342 / median / 1e6,
+                   "rate": None if unit == "overhead" else 0.0122 / median,
+                   "rate_unit": {"flop": "GFLOP/s", "byte": "GB/s"}.get(unit),
+                   "share_of_limit": None if unit == "overhead" else 0.0000538 / median,
+                   "overhead_us": 13.37 if unit == "overhead" else None, "error": None}
+            results.append(row)
+    results[5].update(error=error, median_s=None, q1_s=None, speedup_vs_loops=None, speedup_vs_numpy=None,
+                      rate=None, share_of_limit=None)
+    return {
+        "dtype": "float32", "profile": "full", "threads": 2, "wall_s": 108.3, "notes": list(notes),
+        "system": {"cpu": {"model": "AMD EPYC 7763 64-Core Processor", "usable_cores": 2},
+                   "thread_pools": [{"api": "blas", "library": "openblas", "version": "0.3.31.188.0",
+                                     "kernel": "SkylakeX", "threads": 2}]},
+        "limits": {"host": {"gemm_gflops": 95.4, "dtype": "float32", "gemm_n": 2048, "copy_gbps": 22.1}},
+        "peer": {"available": True, "version": "2.13.0+cpu", "threads": 2},
+        "isolation": {"mode": "process"},
+        "workloads": {w: {"describe": d} for w, d in workloads.items()},
+        "results": results,
+    }
+
+
+def _table_lines(text, report):
+    pairs = {(r["workload"], r["backend"]) for r in report["results"]}
+    return [line for line in text.splitlines() if tuple(line.split()[:2]) in pairs]
+
+
+def _render(report, width, wide=False):
+    from rich.console import Console
+
+    from dlaccel.bench import commands
+
+    console = Console(width=width, record=True, file=open(os.devnull, "w"), markup=False)
+    commands.show_bench(report, console, wide)
+    return console.export_text()
+
+
+def test_bench_table_fits_80_columns_without_breaking_a_token():
+    from dlaccel.bench import report as rep
+
+    report = _fake_report()
+    text = _render(report, 80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if line.split()[:2] == ["workload", "backend"])
+    assert header.split("  ") and all(column in header for column in rep.NARROW)
+    table_rows = _table_lines(text, report)
+    cells = rep.narrow_rows(report)
+    assert len(table_rows) == len(cells)
+    for line, row in zip(table_rows, cells):
+        for cell in row:  # each cell whole, on its row's one line
+            assert cell in line, (cell, line)
+    assert "FAILED" in cells[5]
+    # What the narrow table leaves out is still said, whole words only.
+    words = set(text.split())
+    assert {"[12288,20,7,5,1]", "m=2048;", "FAILED", "m=4"} <= words
+    assert set(report["results"][5]["error"].split()) <= words
+
+
+def test_bench_wide_table_has_every_column():
+    from dlaccel.bench import report as rep
+
+    report = _fake_report()
+    text = _render(report, 250, wide=True)
+    header = next(line for line in text.splitlines() if line.split()[:2] == ["workload", "backend"])
+    assert all(column in header for column in rep.COLUMNS)
+    for line, row in zip(_table_lines(text, report), rep.rows(report)):
+        assert all(cell in line for cell in row if cell)
+
+
+def test_bench_cli_table_fits_columns_80_and_wide_adds_columns(cli, tmp_path):
+    args = [*TINY, "--backends", "loops,numpy", "--workloads", "deep_course,dispatch"]
+    narrow = CliRunner(env={"COLUMNS": "80"}).invoke(cli, [*args, "--json", str(tmp_path / "a.json")])
+    assert narrow.exit_code == 0, narrow.output
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    header = next(line for line in narrow.stdout.splitlines() if line.split()[:2] == ["workload", "backend"])
+    assert "first call" not in header and "x numpy" in header
+    wide = CliRunner(env={"COLUMNS": "200"}).invoke(cli, [*args, "--wide", "--json", str(tmp_path / "b.json")])
+    assert wide.exit_code == 0, wide.output
+    assert "first call" in wide.stdout and "IQR/med" in wide.stdout
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert set(a) == set(b) and [set(r) for r in a["results"]] == [set(r) for r in b["results"]]

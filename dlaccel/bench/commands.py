@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 import numpy as np
+from click.core import ParameterSource
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -49,9 +51,11 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _console() -> Console:
-    # Off a terminal (pipes, CI logs, tests) rich would wrap at 80 columns. markup=False: messages
-    # carry brackets ('dlaccel[cuda12]', a backend's error) that rich would otherwise eat as markup.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False, markup=False)
+    # Off a terminal (pipes, CI logs, tests) rich would wrap at 80 columns unless COLUMNS says
+    # otherwise. markup=False: messages carry brackets ('dlaccel[cuda12]', a backend's error) that
+    # rich would otherwise eat as markup.
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(width=width, highlight=False, markup=False)
 
 
 def check_output_path(path: Path | None, option: str, what: str) -> None:
@@ -176,13 +180,15 @@ speedup_vs_numpy, overhead_us, error, pid; notes; wall_s.
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=ROW_TIMEOUT_S,
               show_default=True, help="Seconds a backend's process may spend on one row before it is killed "
               "and the row reported as timed out.")
+@click.option("--wide", is_flag=True,
+              help="Every column in the table (size, first call, spread, notes); the default fits 80 columns.")
 @click.option("--in-process", is_flag=True,
               help="Time every backend in this one process (rows then interfere through the runtimes' thread "
                    "pools; for debugging).")
 @click.option("--profile", type=click.Choice(PROFILES), hidden=True, help="Size profile; 'tiny' is for tests.")
 @_handle_errors
 def bench(backends: str | None, workloads: str | None, quick: bool, json_path: Path | None, plot_path: Path | None,
-          dtype: str, repeat: int | None, timeout_s: float, in_process: bool, profile: str | None) -> None:
+          dtype: str, repeat: int | None, timeout_s: float, wide: bool, in_process: bool, profile: str | None) -> None:
     check_output_path(json_path, "--json", "JSON report")
     check_output_path(plot_path, "--plot", "chart")
     if plot_path is not None:
@@ -195,7 +201,7 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
     with status_console.status("starting") as status:
         result = run(targets, chosen, profile, dtype, repeat, progress=status.update, isolate=not in_process,
                      timeout_s=timeout_s)
-    show_bench(result, console)
+    show_bench(result, console, wide)
     if json_path is not None:
         text = json.dumps(result, indent=2) + "\n"
         atomic_write(json_path, lambda f: f.write(text.encode("utf-8")), "JSON report")
@@ -214,22 +220,30 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
         raise CommandError("; ".join(problems))
 
 
-def show_bench(result: dict[str, Any], console: Console) -> None:
+def show_bench(result: dict[str, Any], console: Console, wide: bool = False) -> None:
     for line in rep.summary_lines(result):
         console.print(line)
-    table = Table(title="dlaccel bench")
-    for column in rep.COLUMNS:
+    columns, cells = (rep.COLUMNS, rep.rows(result)) if wide else (rep.NARROW, rep.narrow_rows(result))
+    # Light rules and single gaps: the narrow table fits 80 columns with room for long backend names.
+    table = Table(title="dlaccel bench", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for column in columns:
+        words = column in ("size", "note")  # wrap at spaces; numbers are never split
         table.add_column(column, justify="left" if column in ("workload", "backend", "size", "note") else "right",
-                         overflow="fold")
+                         no_wrap=not words, overflow="fold" if words else "ellipsis")
     previous = None
-    for cells in rep.rows(result):
-        if previous is not None and cells[0] != previous:
+    for row in cells:
+        if previous is not None and row[0] != previous:
             table.add_section()
-        table.add_row(*cells)
-        previous = cells[0]
+        table.add_row(*row)
+        previous = row[0]
     console.print(table)
-    console.print("x loops, x numpy: speed-up over that backend's median in this run (loops times marked "
-                  "'extrapolated' scale linearly from the smaller size they ran at); IQR/med: spread")
+    if not wide:
+        for line in rep.footnotes(result):
+            console.print(line)
+    console.print("x loops, x numpy: speed-up over that backend's median in this run; "
+                  + ("loops times marked 'extrapolated' scale linearly from the smaller size they ran at; "
+                     "IQR/med: spread" if wide else "--wide adds sizes, first calls (compilation), spread, notes"))
     for note in result["notes"]:
         console.print(f"note: {note}")
     console.print(f"finished in {result['wall_s']:.1f} s")

@@ -10,6 +10,9 @@ from ..errors import MissingDependencyError
 
 COLUMNS = ("workload", "backend", "size", "first call", "median", "IQR/med", "x loops", "x numpy", "rate",
            "% limit", "note")
+# The default table: what fits an 80-column terminal. Sizes, first calls, spread and notes are in
+# --wide and the JSON; failures and extrapolations are listed under the table.
+NARROW = ("workload", "backend", "median", "x loops", "x numpy", "rate", "% limit")
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -48,6 +51,32 @@ def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         out.append((r["workload"], r["backend"], size, fmt_time(r["first_call_s"]), fmt_time(r["median_s"]), iqr,
                     fmt_ratio(r["speedup_vs_loops"]), fmt_ratio(r["speedup_vs_numpy"]), rate, share, note))
     return out
+
+
+def narrow_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The :data:`NARROW` cells of :func:`rows`; a failed row says FAILED in its median."""
+    picks = [COLUMNS.index(c) for c in NARROW]
+    median = NARROW.index("median")
+    out = []
+    for r, cells in zip(report["results"], rows(report)):
+        narrow = [cells[i] for i in picks]
+        if r["error"]:
+            narrow[median] = "FAILED"
+        out.append(tuple(narrow))
+    return out
+
+
+def footnotes(report: dict[str, Any]) -> list[str]:
+    """Under the narrow table: each workload's size, where loops ran smaller, and every failure."""
+    described = report["workloads"]
+    shown = dict.fromkeys(r["workload"] for r in report["results"])
+    lines = ["sizes: " + "; ".join(f"{w} {described[w]['describe']}" for w in shown)] if shown else []
+    scaled = [f"{r['workload']} from {_measured(r)}" for r in report["results"]
+              if not r["error"] and r["extrapolation"] != 1.0]
+    if scaled:
+        lines.append("loops ran smaller and its times are scaled linearly: " + "; ".join(scaled))
+    lines += [f"FAILED {r['workload']} on {r['backend']}: {r['error']}" for r in report["results"] if r["error"]]
+    return lines
 
 
 def _measured(row: dict[str, Any]) -> str:
