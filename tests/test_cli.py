@@ -16,6 +16,7 @@ from click.testing import CliRunner  # noqa: E402
 
 import dlaccel  # noqa: E402
 from dlaccel.backends import REGISTRY  # noqa: E402
+from dlaccel.backends.numpy_backend import NumpyBackend  # noqa: E402
 from dlaccel.cli import load_app, main  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -493,3 +494,73 @@ def test_bench_cli_table_fits_columns_80_and_wide_adds_columns(cli, tmp_path):
     assert "first call" in wide.stdout and "IQR/med" in wide.stdout
     a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
     assert set(a) == set(b) and [set(r) for r in a["results"]] == [set(r) for r in b["results"]]
+
+
+# -- what the first iteration waits for -------------------------------------------------------------
+
+class NoteBackend(NumpyBackend):
+    """A backend whose first call waits for something, as Numba's compiles its kernels."""
+
+    name = "note"
+    first_call_note = "compiling kernels, once"
+
+
+@pytest.fixture
+def recorded_progress(monkeypatch):
+    """The descriptions the rich progress bar shows, in order."""
+    import rich.progress
+
+    shown = []
+
+    class Recording(rich.progress.Progress):
+        def add_task(self, description, *args, **kwargs):
+            shown.append(description)
+            return super().add_task(description, *args, **kwargs)
+
+        def update(self, task_id, **kwargs):
+            if "description" in kwargs:
+                shown.append(kwargs["description"])
+            super().update(task_id, **kwargs)
+
+    monkeypatch.setattr(rich.progress, "Progress", Recording)
+    return shown
+
+
+def test_progress_bar_says_what_the_first_iteration_waits_for(recorded_progress):
+    from dlaccel._progress import progress_reporter
+
+    with progress_reporter(True, 3, "ShallowNN", "compiling [numba] kernels") as update:
+        assert recorded_progress == ["ShallowNN (compiling [numba] kernels)"]
+        update(1, 0.5)
+    assert recorded_progress[-1] == "ShallowNN"
+
+
+def test_fit_shows_the_backends_first_call_note(recorded_progress):
+    X, Y = dlaccel.datasets.planar()
+    dlaccel.ShallowNN(2, backend=NoteBackend()).fit(X, Y, num_iterations=2, progress=True)
+    assert recorded_progress[0] == "ShallowNN (compiling kernels, once)" and recorded_progress[-1] == "ShallowNN"
+    recorded_progress.clear()
+    dlaccel.ShallowNN(2, backend="numpy").fit(X, Y, num_iterations=2, progress=True)
+    assert recorded_progress[0] == "ShallowNN"
+
+
+def test_train_says_what_the_first_iteration_waits_for(invoke, monkeypatch):
+    from dlaccel.bench import commands
+
+    monkeypatch.setattr(commands, "get_backend", lambda name: NoteBackend())
+    result = invoke("train", "--iterations", "2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "note: compiling kernels, once; the first iteration waits for it" in result.stdout
+
+
+def test_numba_says_it_compiles_until_it_has_kernels():
+    pytest.importorskip("numba")
+    from dlaccel.backends.numba_cpu import COMPILE_NOTE
+
+    code = ("import dlaccel; from dlaccel import datasets; be = dlaccel.get_backend('numba'); "
+            "print(be.first_call_note); X, Y = datasets.planar(); "
+            "dlaccel.ShallowNN(2, backend=be).fit(X, Y, num_iterations=1); print(be.first_call_note)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [COMPILE_NOTE, "None"]
+    assert "compiling Numba kernels" in COMPILE_NOTE and "cached" in COMPILE_NOTE

@@ -372,6 +372,9 @@ def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str 
     console = _console()
     console.print(f"training {type(model).__name__} on {dataset} ({X_train.shape[1]} training, "
                   f"{X_test.shape[1]} test examples) with the {model.backend.name} backend, {n_iter} iterations")
+    note = getattr(model.backend, "first_call_note", None)
+    if note:  # otherwise the first iteration looks hung for the seconds it takes
+        console.print(f"{model.backend.name}: {note}; the first iteration waits for it")
     model.fit(X_train, Y_train, learning_rate=learning_rate, num_iterations=n_iter,
               cost_every=max(1, n_iter // 100), progress=progress)
     console.print(f"model: {model!r}")
