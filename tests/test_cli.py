@@ -564,3 +564,57 @@ def test_numba_says_it_compiles_until_it_has_kernels():
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [COMPILE_NOTE, "None"]
     assert "compiling Numba kernels" in COMPILE_NOTE and "cached" in COMPILE_NOTE
+
+
+# -- the pictures explain themselves ----------------------------------------------------------------
+
+
+def test_training_figure_names_classes_axes_splits_and_accuracy():
+    pytest.importorskip("matplotlib")
+    from dlaccel.bench import commands
+
+    X, Y = dlaccel.datasets.planar()
+    X_train, Y_train, X_test, Y_test = commands.split(X, Y, 0.2, 1)
+    model = dlaccel.ShallowNN(4, seed=1).fit(X_train, Y_train, num_iterations=50)
+    fig = commands.training_figure(model, (X_train, Y_train), (X_test, Y_test), "ShallowNN on planar")
+    cost_ax, boundary = fig.axes
+    assert cost_ax.get_xlabel() == "iteration" and cost_ax.get_ylabel() == "cost"
+    train_acc, test_acc = 100 * model.accuracy(X_train, Y_train), 100 * model.accuracy(X_test, Y_test)
+    assert f"train accuracy {train_acc:.1f} %" in cost_ax.get_title()
+    assert f"test accuracy {test_acc:.1f} %" in cost_ax.get_title()
+    assert boundary.get_xlabel() and boundary.get_ylabel()
+    labels = [t.get_text() for t in boundary.get_legend().get_texts()]
+    assert labels == ["class 0 (train)", "class 0 (test)", "class 1 (train)", "class 1 (test)"]
+    # Training and test points differ in marker; each class keeps one colour across both.
+    points = {c.get_label(): c for c in boundary.collections if c.get_label() in labels}
+    paths = {label: points[label].get_paths()[0].vertices.tobytes() for label in labels}
+    assert paths["class 0 (train)"] != paths["class 0 (test)"]
+    colors = {label: tuple(points[label].get_facecolor()[0]) for label in labels}
+    assert colors["class 0 (train)"] == colors["class 0 (test)"] != colors["class 1 (train)"]
+    assert sum(len(points[f"class {c} (test)"].get_offsets()) for c in (0, 1)) == X_test.shape[1]
+
+
+def test_training_figure_without_a_boundary_still_shows_accuracy():
+    pytest.importorskip("matplotlib")
+    from dlaccel.bench import commands
+
+    X, Y = dlaccel.datasets.blobs()
+    X3 = np.vstack([X, X[:1] * 0.5])  # three features: no boundary panel
+    model = dlaccel.LogisticRegression().fit(X3[:, :150], Y[:, :150], num_iterations=20)
+    fig = commands.training_figure(model, (X3[:, :150], Y[:, :150]), (X3[:, 150:], Y[:, 150:]), "digits-like")
+    (ax,) = fig.axes
+    assert "train accuracy" in ax.get_title() and "test accuracy" in ax.get_title()
+
+
+def test_speedup_chart_labels_its_axes_and_bars():
+    pytest.importorskip("matplotlib")
+    from dlaccel.bench import report as rep
+
+    report = _fake_report()
+    fig = rep.speedup_figure(report)
+    (ax,) = fig.axes
+    assert ax.get_xlabel().startswith("workload") and "speed-up over loops" in ax.get_ylabel()
+    shown = [r for r in report["results"] if r["speedup_vs_loops"] is not None and r["unit"] != "overhead"]
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == sorted(rep.fmt_ratio(r["speedup_vs_loops"]) for r in shown)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loops", "numpy", "numba", "torch"]
