@@ -327,6 +327,35 @@ def test_emulated_nan_stays_visible(emulated):
     assert np.isnan(emulated.compute_cost(AL, np.ones_like(AL), "binary_cross_entropy"))
 
 
+def _same_values(got, want):
+    """Equal value for value: NaN where NumPy has NaN, and the same sign on every zero."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_emulated_relu_family_propagates_nan_like_numpy(emulated, dtype, activation):
+    """Every pairing of special Z and dA values, forward, backward and the fused backward's db:
+    NaN or inf in dA survives where Z <= 0 (dA * [Z > 0] is NaN there), relu'(0) = 0."""
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.0, 1e-30], dtype=dtype)
+    Z, dA = (a.reshape(1, -1).repeat(3, axis=0) for a in np.meshgrid(special, special))  # (3, 64)
+    Z, dA = np.ascontiguousarray(Z), np.ascontiguousarray(dA)
+    ref = NumpyBackend()
+    with np.errstate(invalid="ignore"):  # inf * 0 in the reference is the point
+        _same_values(emulated.activation_forward(Z, activation), ref.activation_forward(Z, activation))
+        dZ_ref = ref.activation_backward(dA, Z, activation)
+        _same_values(emulated.activation_backward(dA, Z, activation), dZ_ref)
+        assert np.isnan(dZ_ref[np.isnan(dA)]).all()  # the property under test, as the reference has it
+        A_prev, W = np.ones((1, Z.shape[1]), dtype), np.ones((3, 1), dtype)
+        cache = LayerCache(A_prev, W, np.zeros((3, 1), dtype), Z, ref.activation_forward(Z, activation))
+        got = emulated.linear_activation_backward(dA, cache, activation)
+        want = ref.linear_activation_backward(dA, cache, activation)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+
+
 @pytest.mark.parametrize("op", ["compute_cost", "output_backward"])
 def test_emulated_output_ops_reject_bad_input_before_launching(emulated, op):
     AL = np.full((1, 3), 0.5)
