@@ -299,3 +299,97 @@ def numpy_cupy() -> types.ModuleType:
     )
     fake.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
     return fake
+
+
+# -- sanitizers: the kernels built with -fsanitize=..., driven in a child process ------------------
+
+SANITIZERS = {
+    # name: (g++ flags, runtimes to preload into Python, the dtype run, environment)
+    "thread": (("-fsanitize=thread", "-g"), ("libtsan.so",), np.float64,
+               {"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"}),
+    "address,undefined": (("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"),
+                          ("libasan.so", "libubsan.so"), np.float32,
+                          {"ASAN_OPTIONS": "detect_leaks=0 halt_on_error=1"}),
+}
+
+# A kernel whose blocks all add into one slot: racy with `+=`, exact with atomicAdd.
+RACE_SOURCE = """
+typedef long long index_t;
+extern "C" __global__ void slot_sum(double* __restrict__ slot, int atomic) {
+    if (threadIdx.x == 0) {
+        if (atomic) atomicAdd(slot, 1.0);
+        else *slot += 1.0;
+    }
+}
+"""
+
+
+def sanitizer_command(name: str, tmp: Path, workload: str = "kernels") -> tuple[list[str], dict] | str:
+    """The command and environment that run ``workload`` under sanitizer ``name``, or why it can't."""
+    import os
+    import sys
+
+    flags, runtimes, _, env = SANITIZERS[name]
+    paths = []
+    for runtime in runtimes:
+        found = subprocess.run(["g++", "-print-file-name=" + runtime], capture_output=True, text=True).stdout.strip()
+        if not Path(found).is_absolute() or not Path(found).exists():
+            return f"g++ has no {runtime}: no -fsanitize={name} run"
+        paths.append(found)
+    env = {**os.environ, **env, "LD_PRELOAD": " ".join(paths), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    probe = subprocess.run([sys.executable, "-c", "pass"], env=env, capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"Python does not start with {runtimes[0]} preloaded: {probe.stderr.strip()[-200:]}"
+    return [sys.executable, "-m", "tests.cuda_emulator", name, workload, str(tmp)], env
+
+
+def _run_kernels(name: str, tmp: Path) -> None:
+    """Every kernel, through the backend's own wrappers, on shapes with ragged tails, several
+    column chunks and more rows than gridDim.y; each result checked against NumPy."""
+    from dlaccel.backends.base import ACTIVATIONS, LOSSES
+    from dlaccel.backends.numpy_backend import NumpyBackend
+
+    flags, _, dtype, _ = SANITIZERS[name]
+    patch_backend(setattr, KernelEmulator(tmp, flags))
+    be, ref, rng = CupyBackend(), NumpyBackend(), np.random.default_rng(0)
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    for n, n_prev, m in [(7, 4, 37), (2, 3, 600)]:
+        A_prev, W, b, dA = (rng.standard_normal(s).astype(dtype) for s in ((n_prev, m), (n, n_prev), (n, 1), (n, m)))
+        for activation in ACTIVATIONS:
+            A, cache = be.linear_activation_forward(A_prev, W, b, activation)
+            A_ref, cache_ref = ref.linear_activation_forward(A_prev, W, b, activation)
+            np.testing.assert_allclose(A, A_ref, rtol=rtol, atol=rtol)
+            np.testing.assert_allclose(be.activation_backward(dA, cache_ref.Z, activation),
+                                       ref.activation_backward(dA, cache_ref.Z, activation), rtol=rtol, atol=rtol)
+            for g, w in zip(be.linear_activation_backward(dA, cache, activation),
+                            ref.linear_activation_backward(dA, cache_ref, activation)):
+                np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol)
+        AL = rng.uniform(0, 1, (n, m)).astype(dtype)
+        Y = (rng.uniform(0, 1, (n, m)) > 0.5).astype(dtype)
+        for loss in LOSSES:
+            assert abs(be.compute_cost(AL, Y, loss) - ref.compute_cost(AL, Y, loss)) <= rtol * 10 * (1 + abs(
+                ref.compute_cost(AL, Y, loss))), loss
+            np.testing.assert_allclose(be.output_backward(AL, Y, loss), AL - Y, rtol=rtol, atol=rtol)
+        P, G = dA.copy(), A_prev[:1].repeat(n, axis=0).copy()
+        want = P - dtype(0.1) * G
+        be.update_parameters({"W": P}, {"dW": G}, 0.1)
+        np.testing.assert_allclose(P, want, rtol=rtol, atol=rtol)
+
+
+def run_slot_sum(tmp: Path, blocks: int, atomic: bool, flags: tuple[str, ...] = ()) -> float:
+    """RACE_SOURCE's kernel over ``blocks`` blocks: ``blocks`` when the additions are atomic."""
+    kernel = build_emulated(tmp, "slot_sum.cu", np.float64, flags, source=RACE_SOURCE)["slot_sum"]
+    slot = np.zeros(1)
+    kernel((blocks,), (EMU_THREADS,), (slot, np.int32(atomic)))
+    return float(slot[0])
+
+
+if __name__ == "__main__":  # python -m tests.cuda_emulator SANITIZER kernels|race TMP (see sanitizer_command)
+    import sys
+
+    sanitizer, workload, directory = sys.argv[1:4]
+    if workload == "kernels":
+        _run_kernels(sanitizer, Path(directory))
+    else:
+        print(run_slot_sum(Path(directory), 8, workload == "atomic", SANITIZERS[sanitizer][0]))
+    print("workload done")

@@ -23,6 +23,7 @@ from dlaccel.backends.cupy_gpu import KERNEL_FILES, CupyBackend
 from dlaccel.backends.numpy_backend import NumpyBackend
 from dlaccel.errors import BackendUnavailableError, DeviceMismatchError, DtypeError, InputError
 
+from . import cuda_emulator
 from .conftest import tol
 
 DTYPES = [np.float32, np.float64]
@@ -512,3 +513,42 @@ def test_gpu_memory_does_not_grow_over_fit():
     assert pool.used_bytes() <= used  # nothing kept alive across iterations
     # The pool reuses its blocks: a leak of even the gradients (40 KB a step) would add 4 MB here.
     assert pool.total_bytes() <= held + (1 << 20)
+
+
+# -- the emulator itself: what real CUDA does that a sequential emulator would hide ------------------
+
+
+def test_emulator_blocks_run_at_once_and_atomic_add_is_atomic(emulated_kernels, tmp_path):
+    """Every block adds into one slot: atomicAdd counts each block once. (A plain += there races;
+    test_emulated_kernels_under_sanitizers shows that -fsanitize=thread reports it.)"""
+    assert cuda_emulator.run_slot_sum(tmp_path, 16, atomic=True) == 16.0
+
+
+def test_emulator_flushes_float32_subnormals_like_cupy(emulated):
+    """CuPy compiles with -ftz=true: exp(-100) is subnormal in float32, so sigmoid(-100) is 0 on a
+    GPU; float64 keeps it (NumPy keeps it in both)."""
+    Z32, Z64 = np.full((1, 1), -100.0, np.float32), np.full((1, 1), -100.0)
+    assert emulated.activation_forward(Z32, "sigmoid")[0, 0] == 0.0
+    assert 0.0 < NumpyBackend().activation_forward(Z32, "sigmoid")[0, 0] < np.finfo(np.float32).tiny
+    assert emulated.activation_forward(Z64, "sigmoid")[0, 0] == pytest.approx(np.exp(-100.0), rel=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sanitizer, workload", [("thread", "kernels"), ("address,undefined", "kernels"),
+                                                 ("thread", "race")])
+def test_emulated_kernels_under_sanitizers(emulated_kernels, tmp_path, sanitizer, workload):
+    """Every kernel built with -fsanitize=thread (blocks run at once, so a data race between blocks
+    is reported whatever the timing) and with -fsanitize=address,undefined (NumPy's buffers get
+    redzones, so a read past an array's end is reported), each result checked against NumPy. The
+    racy kernel shows that the race run would see a race."""
+    found = cuda_emulator.sanitizer_command(sanitizer, tmp_path, workload)
+    if isinstance(found, str):
+        pytest.skip(found)
+    cmd, env = found
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1])
+    if workload == "race":
+        assert proc.returncode != 0 and "ThreadSanitizer: data race" in proc.stderr, proc.stderr[-3000:]
+    else:
+        assert proc.returncode == 0 and "workload done" in proc.stdout, proc.stderr[-3000:]
+        assert "Sanitizer" not in proc.stderr and "runtime error" not in proc.stderr, proc.stderr[-3000:]
