@@ -1,8 +1,10 @@
 """A CPU emulator for the CUDA kernels in ``kernels/``, and a stand-in for CuPy built on NumPy.
 
-The .cu sources are compiled as C++ with a shim that runs each block as real threads (one
-std::thread per CUDA thread, std::barrier for __syncthreads and the warp shuffles), so the
-indexing, tiling, grid-stride loops and reductions run as written. The cupy backend's own wrappers
+The .cu sources are compiled as C++ with a shim that runs every block of a launch at once as real
+threads (one std::thread per CUDA thread, std::barrier for __syncthreads and the warp shuffles,
+per-block __shared__ memory, atomicAdd, float32 flush-to-zero as CuPy compiles), so the indexing,
+tiling, grid-stride loops and reductions run as written, and races between blocks are real ones
+(reported under -fsanitize=thread: see SANITIZERS). The cupy backend's own wrappers
 drive them through the stand-in (NumPy arrays), and every kernel argument is checked against the
 C signature: on a GPU a wrong scalar type is silent garbage.
 """

@@ -518,13 +518,13 @@ def test_gpu_memory_does_not_grow_over_fit():
 # -- the emulator itself: what real CUDA does that a sequential emulator would hide ------------------
 
 
-def test_emulator_blocks_run_at_once_and_atomic_add_is_atomic(emulated_kernels, tmp_path):
+def test_emulated_atomic_add_counts_every_block(emulated_kernels, tmp_path):
     """Every block adds into one slot: atomicAdd counts each block once. (A plain += there races;
     test_emulated_kernels_under_sanitizers shows that -fsanitize=thread reports it.)"""
     assert cuda_emulator.run_slot_sum(tmp_path, 16, atomic=True) == 16.0
 
 
-def test_emulator_flushes_float32_subnormals_like_cupy(emulated):
+def test_emulated_float32_flushes_subnormals_like_cupy(emulated):
     """CuPy compiles with -ftz=true: exp(-100) is subnormal in float32, so sigmoid(-100) is 0 on a
     GPU; float64 keeps it (NumPy keeps it in both)."""
     Z32, Z64 = np.full((1, 1), -100.0, np.float32), np.full((1, 1), -100.0)
