@@ -495,21 +495,16 @@ def _combine(dW_parts, db_parts, cost_parts, m):
 # -- skinny products: few output rows, a long reduction, X streamed once ----------------------
 #
 # The course's first layer (20 x 12288 weights on 12288 x m images) spends its time in Z1 = W1 X and
-# dW1 = dZ1 X^T / m. OpenBLAS packs X for such shapes and, on this shared VM, its 2-thread path for
-# them was measured slower than its 1-thread one; these kernels read X from memory once per product,
-# in row segments of up to SKINNY_BLOCK columns (8 KB: whole pages, what the prefetchers follow),
-# on every thread.
+# dW1 = dZ1 X^T / m. OpenBLAS packs X for such shapes and, under load, its 2-thread M = 20 path was
+# measured slower than 1 thread; these kernels read X from memory once per product, one block of
+# SKINNY_BLOCK columns at a time (rows of the block contiguous for 1 KB), on every thread.
 
-# At most this many output rows (rows of W, or of dZ): a block of Z or of dZ stays in L2.
+# At most this many output rows (rows of W, or of dZ): the block of Z or of dZ stays in L1.
 SKINNY_ROWS = 32
 # Products whose X has fewer elements go to BLAS: X then fits in L2 and BLAS is as fast.
 SKINNY_MIN_SIZE = 1 << 22
-# Columns (examples) per block: SKINNY_ROWS x SKINNY_BLOCK float32 is 256 KB, in a 1 MB L2. Blocks of
-# 256 columns (Z's block in L1) were measured 2x slower: the per-row-segment overhead dominates.
-SKINNY_BLOCK = 2048
-# Examples per float32 dot in dW, each summed into float64: a float32 sum of 2048 examples was
-# measured 3 ulps off a float64 sum of the same products.
-SKINNY_DOT = 256
+# Columns (examples) per block: SKINNY_ROWS x SKINNY_BLOCK float32 is 32 KB, the L1 of one core.
+SKINNY_BLOCK = 256
 # Rows of X per dW task: enough tasks for any thread count, few enough float64 partials.
 SKINNY_TASK_ROWS = 64
 
@@ -537,43 +532,35 @@ def _dots4(x, d0, d1, d2, d3):
 
 
 @_kernel
-def _skinny_product(W, X, Z, n_parts):
-    """``Z = W X`` with X C-ordered. A task is one block of columns and one of ``n_parts`` ranges
-    of rows of X: it adds eight rows at a time into its own partial block of Z (in L2), so X is
-    read from memory once, as whole row segments; the partials are summed at the end. A sum over
+def _skinny_product(W, X, Z):
+    """``Z = W X`` with X C-ordered: each task owns one block of columns of Z (in L1) and adds
+    eight rows of X at a time to it, so each block of X is read from memory once. A sum over
     features, not examples: accumulated in the dtype, like BLAS."""
     M, K = W.shape
     N = X.shape[1]
-    n_blocks = (N + SKINNY_BLOCK - 1) // SKINNY_BLOCK
-    parts = np.zeros((n_parts, M, N), Z.dtype)
-    for t in prange(n_blocks * n_parts):
-        p = t % n_parts
-        j0 = (t // n_parts) * SKINNY_BLOCK
+    for t in prange((N + SKINNY_BLOCK - 1) // SKINNY_BLOCK):
+        j0 = t * SKINNY_BLOCK
         j1 = min(j0 + SKINNY_BLOCK, N)
-        k = p * K // n_parts
-        k1 = (p + 1) * K // n_parts
-        Zp = parts[p]
-        while k + 8 <= k1:
+        for i in range(M):
+            Z[i, j0:j1] = 0
+        k = 0
+        while k + 8 <= K:
             x0, x1, x2, x3 = X[k, j0:j1], X[k + 1, j0:j1], X[k + 2, j0:j1], X[k + 3, j0:j1]
             x4, x5, x6, x7 = X[k + 4, j0:j1], X[k + 5, j0:j1], X[k + 6, j0:j1], X[k + 7, j0:j1]
             for i in range(M):
-                _axpy8(W[i, k:k + 8], x0, x1, x2, x3, x4, x5, x6, x7, Zp[i, j0:j1])
+                _axpy8(W[i, k:k + 8], x0, x1, x2, x3, x4, x5, x6, x7, Z[i, j0:j1])
             k += 8
-        for k_rest in range(k, k1):
+        for k_rest in range(k, K):
             for i in range(M):
-                _axpy(W[i, k_rest], X[k_rest, j0:j1], Zp[i, j0:j1])
-    Z[:] = parts[0]
-    for p in range(1, n_parts):
-        for i in range(M):
-            _axpy(Z.dtype.type(1), parts[p, i], Z[i])
+                _axpy(W[i, k_rest], X[k_rest, j0:j1], Z[i, j0:j1])
 
 
 @_kernel
 def _skinny_weight_grad(dZ, X, dW, inv_m):
     """``dW = inv_m * dZ X^T`` with X C-ordered: each task owns SKINNY_TASK_ROWS rows of X and walks
-    them one block of SKINNY_BLOCK examples at a time, so the block of dZ stays in L2 and X is read
-    from memory once. A sum over examples: float32 dots over at most SKINNY_DOT examples (vectorised),
-    summed in float64."""
+    them one block of SKINNY_BLOCK examples at a time, so the block of dZ stays in L1 and X is read
+    from memory once. A sum over examples: each block's dot is taken in the dtype (vectorised), the
+    blocks are summed in float64."""
     M, N = dZ.shape
     K = X.shape[0]
     for t in prange((K + SKINNY_TASK_ROWS - 1) // SKINNY_TASK_ROWS):
@@ -581,20 +568,19 @@ def _skinny_weight_grad(dZ, X, dW, inv_m):
         k1 = min(k0 + SKINNY_TASK_ROWS, K)
         acc = np.zeros((M, k1 - k0))
         for j0 in range(0, N, SKINNY_BLOCK):
+            j1 = min(j0 + SKINNY_BLOCK, N)
             for k in range(k0, k1):
-                for s0 in range(j0, min(j0 + SKINNY_BLOCK, N), SKINNY_DOT):
-                    s1 = min(s0 + SKINNY_DOT, N)
-                    x = X[k, s0:s1]
-                    i = 0
-                    while i + 4 <= M:
-                        d0, d1, d2, d3 = _dots4(x, dZ[i, s0:s1], dZ[i + 1, s0:s1], dZ[i + 2, s0:s1], dZ[i + 3, s0:s1])
-                        acc[i, k - k0] += d0
-                        acc[i + 1, k - k0] += d1
-                        acc[i + 2, k - k0] += d2
-                        acc[i + 3, k - k0] += d3
-                        i += 4
-                    for i_rest in range(i, M):
-                        acc[i_rest, k - k0] += _dot(x, dZ[i_rest, s0:s1])
+                x = X[k, j0:j1]
+                i = 0
+                while i + 4 <= M:
+                    s0, s1, s2, s3 = _dots4(x, dZ[i, j0:j1], dZ[i + 1, j0:j1], dZ[i + 2, j0:j1], dZ[i + 3, j0:j1])
+                    acc[i, k - k0] += s0
+                    acc[i + 1, k - k0] += s1
+                    acc[i + 2, k - k0] += s2
+                    acc[i + 3, k - k0] += s3
+                    i += 4
+                for i_rest in range(i, M):
+                    acc[i_rest, k - k0] += _dot(x, dZ[i_rest, j0:j1])
         for i in range(M):
             for k in range(k0, k1):
                 dW[i, k] = acc[i, k - k0] * inv_m
@@ -714,10 +700,7 @@ class NumbaBackend(NumpyBackend):
         """``W @ A_prev``, C-ordered; skinny products with one read of ``A_prev``."""
         if _skinny(W.shape[0], A_prev) and _kernel_dtype(W, A_prev) and W.shape[1] == A_prev.shape[0]:
             Z = np.empty((W.shape[0], A_prev.shape[1]), A_prev.dtype)
-            n_blocks = -(-A_prev.shape[1] // SKINNY_BLOCK)
-            # row ranges enough to busy every thread when there are fewer column blocks than threads
-            n_parts = 1 if A_prev.size < PARALLEL_MIN_SIZE else -(-numba.get_num_threads() // n_blocks)
-            _run(_skinny_product, A_prev.size, np.ascontiguousarray(W), A_prev, Z, n_parts)
+            _run(_skinny_product, A_prev.size, np.ascontiguousarray(W), A_prev, Z)
             return Z
         return W @ A_prev
 
