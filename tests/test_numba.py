@@ -169,7 +169,6 @@ def test_serial_and_parallel_variants_match_numpy(nb, reference, dtype, rng, mon
     small data takes the path large data takes: rows longer than a chunk, several softmax column
     blocks, a layer gradient with and without its db sums."""
     monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_SIZE", 0 if path == "parallel" else 1 << 62)
-    monkeypatch.setattr(numba_cpu, "SKINNY_MIN_SIZE", 0)  # the skinny products run too
     n, m = 3, 2 * numba_cpu.CHUNK + 7
     A_prev = rng.standard_normal((5, m)).astype(dtype)
     W = rng.standard_normal((n, 5)).astype(dtype)
@@ -202,75 +201,6 @@ def test_serial_and_parallel_variants_match_numpy(nb, reference, dtype, rng, mon
     for name, kernel in KERNELS.items():
         signatures = getattr(kernel, path).signatures
         assert any(getattr(t, "dtype", None) == element for sig in signatures for t in sig), (name, path)
-
-
-@pytest.fixture
-def kernels_run(monkeypatch):
-    """The names of the kernels ``_run`` dispatched to, in order."""
-    ran = []
-    run = numba_cpu._run
-
-    def spy(kernel, size, *args):
-        ran.append(next(name for name, k in KERNELS.items() if k is kernel))
-        return run(kernel, size, *args)
-
-    monkeypatch.setattr(numba_cpu, "_run", spy)
-    return ran
-
-
-@pytest.mark.parametrize("path", ["serial", "parallel"])
-@pytest.mark.parametrize("layout", ["C", "F"])
-@pytest.mark.parametrize("shape", [(20, 203, 517), (3, 9, 1), (32, 64, 256), (5, 1000, 300), (7, 5, 2 * 256 + 1)])
-def test_skinny_products_match_numpy(nb, reference, dtype, rng, monkeypatch, kernels_run, path, layout, shape):
-    """Few output rows on a C-ordered input take the skinny kernels (F-ordered input takes BLAS):
-    odd sizes around the 8-row groups of X, the 4-row groups of dZ and the 256-column blocks."""
-    monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_SIZE", 0 if path == "parallel" else 1 << 62)
-    monkeypatch.setattr(numba_cpu, "SKINNY_MIN_SIZE", 0)
-    M, K, N = shape
-    X = rng.standard_normal((K, N)).astype(dtype)
-    X = np.asfortranarray(X) if layout == "F" else X
-    W = rng.standard_normal((M, K)).astype(dtype)
-    b = rng.standard_normal((M, 1)).astype(dtype)
-    dA = rng.standard_normal((M, N)).astype(dtype)
-    check = tol(dtype)
-    Z = nb.linear_forward(X, W, b)
-    assert Z.dtype == dtype and Z.shape == (M, N)
-    np.testing.assert_allclose(Z, reference.linear_forward(X, W, b), **check)
-    A, cache = nb.linear_activation_forward(X, W, b, "relu")
-    A_ref, cache_ref = reference.linear_activation_forward(X, W, b, "relu")
-    np.testing.assert_allclose(A, A_ref, **check)
-    for need_dA_prev in (True, False):
-        got = nb.linear_activation_backward(dA, cache, "relu", need_dA_prev)
-        want = reference.linear_activation_backward(dA, cache_ref, "relu", need_dA_prev)
-        for g, w in zip(got, want):
-            if w is None:
-                assert g is None
-                continue
-            assert g.dtype == dtype and g.shape == w.shape
-            np.testing.assert_allclose(g, w, **check)
-    skinny = {"_skinny_product", "_skinny_weight_grad"}
-    assert skinny <= set(kernels_run) if layout == "C" or N == 1 else not skinny & set(kernels_run)
-
-
-def test_skinny_products_leave_wide_and_small_ones_to_blas(nb, rng, kernels_run):
-    X = rng.standard_normal((64, 64))
-    nb.linear_forward(X, rng.standard_normal((3, 64)), np.zeros((3, 1)))  # X below SKINNY_MIN_SIZE
-    assert "_skinny_product" not in kernels_run
-    assert not numba_cpu._skinny(numba_cpu.SKINNY_ROWS + 1, np.empty((1, numba_cpu.SKINNY_MIN_SIZE)))
-    assert numba_cpu._skinny(numba_cpu.SKINNY_ROWS, np.empty((1, numba_cpu.SKINNY_MIN_SIZE)))
-
-
-def test_skinny_weight_grad_sums_examples_in_float64(monkeypatch):
-    """dW sums over examples: float32 products, but the running sum in float64, so many examples of
-    one sign lose nothing to a float32 accumulator that has outgrown them."""
-    monkeypatch.setattr(numba_cpu, "SKINNY_MIN_SIZE", 0)
-    m = 1 << 22
-    X = np.full((1, m), 1.0 + 2.0**-20, np.float32)  # every partial sum of these rounds in float32
-    dZ = np.full((1, m), 1.0 + 2.0**-21, np.float32)
-    dW = np.empty((1, 1), np.float32)
-    numba_cpu._skinny_weight_grad.parallel(dZ, X, dW, 1.0)
-    want = np.dot(dZ.astype(np.float64), X.T.astype(np.float64))
-    np.testing.assert_allclose(dW, want, rtol=1e-7)
 
 
 def lr_problem(rng, dtype, n_x=300, m=517, scale=0.05):
@@ -306,51 +236,6 @@ def test_logistic_regression_step_saturated_is_finite(nb, reference, dtype, rng)
     assert np.isfinite(cost) and cost > 1
     np.testing.assert_allclose(cost, want[0], **tol(dtype))
     np.testing.assert_allclose(dW, want[1], **tol(dtype))
-
-
-@pytest.mark.parametrize("shape", [(1, 50), (13, 7), (9, 129), (301, 64 + 1), (100, 1000), (8, 16)])
-def test_logistic_regression_step_features_as_rows(nb, reference, dtype, rng, monkeypatch, shape):
-    """C-ordered X through the column-block kernel: one feature, fewer rows than a group of 8,
-    blocks of 64 columns with a short last block, more blocks than threads."""
-    monkeypatch.setattr(numba_cpu, "LOGISTIC_BLOCK_BYTES", 1)  # the narrowest blocks: 64 columns
-    ran = []
-    kernel = numba_cpu._logistic_regression_rows
-    monkeypatch.setattr(numba_cpu, "_logistic_regression_rows", lambda *a: ran.append(a[-1]) or kernel(*a))
-    n_x, m = shape
-    W, b, X, Y = lr_problem(rng, dtype, n_x=n_x, m=m)
-    want = reference.logistic_regression_step(W, b, X, Y)
-    for with_cost in (True, False):
-        cost, dW, db = nb.logistic_regression_step(W, b, X, Y, with_cost)
-        assert dW.dtype == dtype and dW.shape == W.shape and db.dtype == dtype and db.shape == (1, 1)
-        np.testing.assert_allclose(dW, want[1], **tol(dtype))
-        np.testing.assert_allclose(db, want[2], **tol(dtype))
-        if with_cost:
-            np.testing.assert_allclose(cost, want[0], **tol(dtype))
-        else:
-            assert cost is None
-    assert ran == [64, 64] or (X.flags.f_contiguous and not ran)  # (n_x, 1) and (1, m) are both layouts
-
-
-def test_logistic_block_is_sized_to_the_cache():
-    block = numba_cpu._logistic_block(12288, 4)
-    assert 64 <= block <= 1024 and block % 16 == 0
-    assert block * 12288 * 4 <= numba_cpu.LOGISTIC_BLOCK_BYTES
-    assert numba_cpu._logistic_block(1, 8) == 1024 and numba_cpu._logistic_block(10**9, 4) == 64
-
-
-def test_logistic_regression_rows_sums_examples_in_float64():
-    """Many examples whose dz and x round in every float32 partial sum: cost, db and dW still match
-    a float64 sum of the same float32 values."""
-    m = 1 << 21
-    X = np.full((1, m), 1.0 + 2.0**-20, np.float32)
-    Y = np.zeros((1, m), np.float32)
-    W, b = np.zeros((1, 1), np.float32), np.full((1, 1), 0.5, np.float32)
-    eps = np.float32(np.finfo(np.float32).eps)
-    cost, dW, db = numba_cpu._logistic_regression_rows(W, b, X, Y, eps, True, 2, 1024)
-    a = 1 / (1 + np.exp(-0.5))
-    np.testing.assert_allclose(db[0, 0], np.float32(a), rtol=1e-7)
-    np.testing.assert_allclose(dW[0, 0], np.float64(np.float32(a)) * np.float64(X[0, 0]), rtol=1e-7)
-    np.testing.assert_allclose(cost, -np.log1p(-np.float32(a)), rtol=1e-6)
 
 
 G = numba_cpu.GROUP

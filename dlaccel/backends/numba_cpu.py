@@ -492,166 +492,6 @@ def _combine(dW_parts, db_parts, cost_parts, m):
     return cost_parts.sum() / m, dW, db
 
 
-# -- skinny products: few output rows, a long reduction, X streamed once ----------------------
-#
-# The course's first layer (20 x 12288 weights on 12288 x m images) spends its time in Z1 = W1 X and
-# dW1 = dZ1 X^T / m. OpenBLAS packs X for such shapes and, under load, its 2-thread M = 20 path was
-# measured slower than 1 thread; these kernels read X from memory once per product, one block of
-# SKINNY_BLOCK columns at a time (rows of the block contiguous for 1 KB), on every thread.
-
-# At most this many output rows (rows of W, or of dZ): the block of Z or of dZ stays in L1.
-SKINNY_ROWS = 32
-# Products whose X has fewer elements go to BLAS: X then fits in L2 and BLAS is as fast.
-SKINNY_MIN_SIZE = 1 << 22
-# Columns (examples) per block: SKINNY_ROWS x SKINNY_BLOCK float32 is 32 KB, the L1 of one core.
-SKINNY_BLOCK = 256
-# Rows of X per dW task: enough tasks for any thread count, few enough float64 partials.
-SKINNY_TASK_ROWS = 64
-
-
-@njit(cache=True, fastmath=GROUP_MATH, **NUMPY_ERRORS)
-def _axpy8(a, x0, x1, x2, x3, x4, x5, x6, x7, y):
-    """``y += sum_g a[g] * x_g``: one read-modify-write of ``y`` for eight rows."""
-    a0, a1, a2, a3, a4, a5, a6, a7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
-    for j in range(y.size):
-        y[j] += ((a0 * x0[j] + a1 * x1[j]) + (a2 * x2[j] + a3 * x3[j])) + (
-            (a4 * x4[j] + a5 * x5[j]) + (a6 * x6[j] + a7 * x7[j]))
-
-
-@njit(cache=True, fastmath=GROUP_MATH, **NUMPY_ERRORS)
-def _dots4(x, d0, d1, d2, d3):
-    """``(x . d0, x . d1, x . d2, x . d3)``: one pass over ``x`` for four rows."""
-    s0 = s1 = s2 = s3 = x.dtype.type(0)
-    for j in range(x.size):
-        x_j = x[j]
-        s0 += x_j * d0[j]
-        s1 += x_j * d1[j]
-        s2 += x_j * d2[j]
-        s3 += x_j * d3[j]
-    return s0, s1, s2, s3
-
-
-@_kernel
-def _skinny_product(W, X, Z):
-    """``Z = W X`` with X C-ordered: each task owns one block of columns of Z (in L1) and adds
-    eight rows of X at a time to it, so each block of X is read from memory once. A sum over
-    features, not examples: accumulated in the dtype, like BLAS."""
-    M, K = W.shape
-    N = X.shape[1]
-    for t in prange((N + SKINNY_BLOCK - 1) // SKINNY_BLOCK):
-        j0 = t * SKINNY_BLOCK
-        j1 = min(j0 + SKINNY_BLOCK, N)
-        for i in range(M):
-            Z[i, j0:j1] = 0
-        k = 0
-        while k + 8 <= K:
-            x0, x1, x2, x3 = X[k, j0:j1], X[k + 1, j0:j1], X[k + 2, j0:j1], X[k + 3, j0:j1]
-            x4, x5, x6, x7 = X[k + 4, j0:j1], X[k + 5, j0:j1], X[k + 6, j0:j1], X[k + 7, j0:j1]
-            for i in range(M):
-                _axpy8(W[i, k:k + 8], x0, x1, x2, x3, x4, x5, x6, x7, Z[i, j0:j1])
-            k += 8
-        for k_rest in range(k, K):
-            for i in range(M):
-                _axpy(W[i, k_rest], X[k_rest, j0:j1], Z[i, j0:j1])
-
-
-@_kernel
-def _skinny_weight_grad(dZ, X, dW, inv_m):
-    """``dW = inv_m * dZ X^T`` with X C-ordered: each task owns SKINNY_TASK_ROWS rows of X and walks
-    them one block of SKINNY_BLOCK examples at a time, so the block of dZ stays in L1 and X is read
-    from memory once. A sum over examples: each block's dot is taken in the dtype (vectorised), the
-    blocks are summed in float64."""
-    M, N = dZ.shape
-    K = X.shape[0]
-    for t in prange((K + SKINNY_TASK_ROWS - 1) // SKINNY_TASK_ROWS):
-        k0 = t * SKINNY_TASK_ROWS
-        k1 = min(k0 + SKINNY_TASK_ROWS, K)
-        acc = np.zeros((M, k1 - k0))
-        for j0 in range(0, N, SKINNY_BLOCK):
-            j1 = min(j0 + SKINNY_BLOCK, N)
-            for k in range(k0, k1):
-                x = X[k, j0:j1]
-                i = 0
-                while i + 4 <= M:
-                    s0, s1, s2, s3 = _dots4(x, dZ[i, j0:j1], dZ[i + 1, j0:j1], dZ[i + 2, j0:j1], dZ[i + 3, j0:j1])
-                    acc[i, k - k0] += s0
-                    acc[i + 1, k - k0] += s1
-                    acc[i + 2, k - k0] += s2
-                    acc[i + 3, k - k0] += s3
-                    i += 4
-                for i_rest in range(i, M):
-                    acc[i_rest, k - k0] += _dot(x, dZ[i_rest, j0:j1])
-        for i in range(M):
-            for k in range(k0, k1):
-                dW[i, k] = acc[i, k - k0] * inv_m
-
-
-# -- logistic regression with features as rows (X C-ordered) -----------------------------------
-
-# Bytes of X per block of columns: the block is read from memory for z and again, from the
-# last-level cache (32 MB here, shared), for dW; two threads' blocks fit with room to spare.
-LOGISTIC_BLOCK_BYTES = 4 << 20
-
-
-def _logistic_block(n_x: int, itemsize: int) -> int:
-    """Columns per block: LOGISTIC_BLOCK_BYTES of X, a multiple of 16 (whole cache lines of a
-    float32 row), at least 64 (rows contiguous for 256 bytes or more), at most 1024."""
-    return max(64, min(1024, LOGISTIC_BLOCK_BYTES // max(1, n_x * itemsize) // 16 * 16))
-
-
-@njit(parallel=True, cache=True, **NUMPY_ERRORS)
-def _logistic_regression_rows(W, b, X, Y, eps, with_cost, n_threads, block):
-    """X is C-ordered ``(n_x, m)``. Per block of ``block`` columns: ``z`` by adding eight rows at a
-    time (rows of the block are contiguous), then ``dW += X_block dz`` while the block is still in
-    the last-level cache, so X is read from memory once. Sums over examples (cost, db, each block's
-    contribution to dW) are taken in float64; each thread keeps its own partials."""
-    n_x, m = X.shape
-    n_blocks = (m + block - 1) // block
-    n_parts = max(1, min(n_threads, n_blocks))
-    dW_parts = np.zeros((n_parts, n_x))
-    db_parts = np.zeros(n_parts)
-    cost_parts = np.zeros(n_parts)
-    for p in prange(n_parts):
-        dW = dW_parts[p]
-        z = np.empty(block, X.dtype)
-        w = W[0]
-        for t in range(p * n_blocks // n_parts, (p + 1) * n_blocks // n_parts):
-            j0 = t * block
-            j1 = min(j0 + block, m)
-            zb = z[:j1 - j0]
-            zb[:] = 0
-            k = 0
-            while k + 8 <= n_x:
-                _axpy8(w[k:k + 8], X[k, j0:j1], X[k + 1, j0:j1], X[k + 2, j0:j1], X[k + 3, j0:j1],
-                       X[k + 4, j0:j1], X[k + 5, j0:j1], X[k + 6, j0:j1], X[k + 7, j0:j1], zb)
-                k += 8
-            for k_rest in range(k, n_x):
-                _axpy(w[k_rest], X[k_rest, j0:j1], zb)
-            for j in range(j1 - j0):
-                zb[j], loss = _sigmoid_bce(zb[j] + b[0, 0], Y[0, j0 + j], eps, with_cost)
-                cost_parts[p] += loss
-                db_parts[p] += zb[j]
-            k = 0
-            while k + 4 <= n_x:
-                s0, s1, s2, s3 = _dots4(zb, X[k, j0:j1], X[k + 1, j0:j1], X[k + 2, j0:j1], X[k + 3, j0:j1])
-                dW[k] += s0
-                dW[k + 1] += s1
-                dW[k + 2] += s2
-                dW[k + 3] += s3
-                k += 4
-            for k_rest in range(k, n_x):
-                dW[k_rest] += _dot(zb, X[k_rest, j0:j1])
-    inv_m = 1.0 / m
-    dW_out = np.empty((1, n_x), X.dtype)
-    for k in range(n_x):
-        s = 0.0
-        for p in range(n_parts):
-            s += dW_parts[p, k]
-        dW_out[0, k] = s * inv_m
-    db = np.full((1, 1), db_parts.sum() * inv_m, X.dtype)
-    return cost_parts.sum() / m, dW_out, db
-
-
 # -- the backend ---------------------------------------------------------------------------------
 
 
@@ -674,11 +514,6 @@ def _code(activation: str) -> int:
         raise unknown_activation(activation) from None
 
 
-def _skinny(rows: int, X: Any) -> bool:
-    """True when ``rows`` output rows times C-ordered ``X`` go to the skinny-product kernels."""
-    return rows <= SKINNY_ROWS and X.size >= SKINNY_MIN_SIZE and X.flags.c_contiguous
-
-
 def _kernel_dtype(*arrays: Any) -> bool:
     """True when the compiled kernels cover these arrays: one dtype, float32 or float64."""
     dtype = arrays[0].dtype
@@ -696,24 +531,9 @@ class NumbaBackend(NumpyBackend):
 
     name: ClassVar[str] = "numba"
 
-    def _product(self, W: Any, A_prev: Any) -> Any:
-        """``W @ A_prev``, C-ordered; skinny products with one read of ``A_prev``."""
-        if _skinny(W.shape[0], A_prev) and _kernel_dtype(W, A_prev) and W.shape[1] == A_prev.shape[0]:
-            Z = np.empty((W.shape[0], A_prev.shape[1]), A_prev.dtype)
-            _run(_skinny_product, A_prev.size, np.ascontiguousarray(W), A_prev, Z)
-            return Z
-        return W @ A_prev
-
-    def _weight_grads(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool) -> tuple:
-        if not (_skinny(dZ.shape[0], A_prev) and _kernel_dtype(dZ, A_prev) and dZ.shape[1] == A_prev.shape[1]):
-            return super()._weight_grads(dZ, A_prev, W, need_dA_prev)
-        dW = np.empty((dZ.shape[0], A_prev.shape[0]), A_prev.dtype)
-        _run(_skinny_weight_grad, A_prev.size, np.ascontiguousarray(dZ), A_prev, dW, 1.0 / A_prev.shape[1])
-        return (W.T @ dZ if need_dA_prev else None), dW
-
     def linear_forward(self, A_prev: Any, W: Any, b: Any) -> Any:
         self._check(A_prev, W, b)
-        Z = self._product(W, A_prev)
+        Z = W @ A_prev
         if not _kernel_dtype(Z, b) or b.shape != (Z.shape[0], 1):
             Z += b
             return Z
@@ -773,7 +593,7 @@ class NumbaBackend(NumpyBackend):
         code = _code(activation)
         if not _kernel_dtype(A_prev, W, b) or b.shape != (W.shape[0], 1):
             return super().linear_activation_forward(A_prev, W, b, activation)
-        Z = self._product(W, A_prev)  # C-ordered whatever the layout of W and A_prev
+        Z = W @ A_prev  # C-ordered whatever the layout of W and A_prev
         A = self._forward(Z, b, code)  # Z += b in place, A = g(Z), one pass
         return A, LayerCache(A_prev, W, b, Z, A)
 
@@ -829,15 +649,11 @@ class NumbaBackend(NumpyBackend):
         if (not _kernel_dtype(W, b, X, Y) or W.shape != (1, n_x) or b.shape != (1, 1)
                 or Y.shape != (1, m)):
             return super().logistic_regression_step(W, b, X, Y, with_cost)
-        eps = X.dtype.type(np.finfo(X.dtype).eps)
-        if X.flags.c_contiguous and not X.flags.f_contiguous:
-            # Features as rows: blocks of columns sized to the last-level cache, rows of each block
-            # contiguous for hundreds of bytes (narrow blocks read at a stride lost to two GEMVs).
-            cost, dW, db = _logistic_regression_rows(
-                np.ascontiguousarray(W), b, X, Y, eps, with_cost, numba.get_num_threads(),
-                _logistic_block(n_x, X.itemsize))
-            return (cost if with_cost else None), dW, db
         if not (X.flags.f_contiguous and not X.flags.c_contiguous):
-            return super().logistic_regression_step(W, b, X, Y, with_cost)  # strided views, 1-row X
+            # Features as rows: blocks of columns read at a stride were measured 2x slower than two
+            # streaming BLAS GEMVs, so this layout takes the generic path (GEMV, the fused sigmoid
+            # and cost kernels, GEMV).
+            return super().logistic_regression_step(W, b, X, Y, with_cost)
+        eps = X.dtype.type(np.finfo(X.dtype).eps)
         cost, dW, db = _logistic_regression_columns(W, b, X.T, Y, eps, with_cost, numba.get_num_threads())
         return (cost if with_cost else None), dW, db
