@@ -21,6 +21,7 @@ RESULT_FIELDS = {
     "workload", "group", "backend", "unit", "size", "measured_size", "extrapolation", "first_call_s", "median_s",
     "q1_s", "q3_s", "min_s", "max_s", "samples", "calls_per_sample", "check", "rate", "rate_unit", "limit",
     "share_of_limit", "speedup_vs_loops", "speedup_vs_numpy", "overhead_us", "error", "pid",
+    "gemm_flops", "min_bytes", "floor_s", "bound",
 }
 REPORT_FIELDS = {"schema", "created", "profile", "dtype", "threads", "isolation", "system", "limits", "peer",
                  "workloads", "results", "notes", "wall_s"}
@@ -288,7 +289,57 @@ def test_every_workload_has_every_profile_and_a_positive_work_count(profile):
             assert workload.work(size, np.dtype(np.float32)) > 0
 
 
-@pytest.mark.parametrize("name", ["logreg", "shallow", "deep", "deep_course"])
+def test_logreg_c_data_is_features_as_rows():
+    workload = bench.WORKLOADS["logreg_c"]
+    for profile in ("full", "quick", "tiny"):
+        assert workload.size(profile) == {**bench.WORKLOADS["logreg"].size(profile), "order": "C"}
+    size = workload.size("tiny")
+    X = workload.data(size, np.dtype(np.float32))["X"]
+    assert X.shape == (size["n_x"], size["m"]) and X.flags.c_contiguous and not X.flags.f_contiguous
+
+
+TRAINING = ["logreg", "logreg_c", "shallow", "deep", "deep_course"]
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_training_rows_are_judged_by_the_roofline(name):
+    """The limit of a training step is the slower of its GEMMs at the GEMM rate and its bytes at the
+    copy bandwidth; which one binds follows the machine's two rates."""
+    from dlaccel.bench.runner import Result, _fill_timing, apply_limits
+
+    workload = bench.WORKLOADS[name]
+    size = workload.size("full")
+    dt = np.dtype(np.float32)
+    flops, nbytes = workload.gemm_flops(size, dt), workload.min_bytes(size, dt)
+    assert flops > 0 and nbytes >= size["m"] * dt.itemsize
+    for gemm, copy in ((1e3, 1e-3), (1e-3, 1e3), (200.0, 25.0)):
+        r = Result(name, workload.group, "numpy", workload.unit, size, size)
+        _fill_timing(r, workload, 1.0, Timing([0.5, 0.5, 0.5], 1), dt)
+        apply_limits(r, {"host": {"gemm_gflops": gemm, "copy_gbps": copy}})
+        floor = max(flops / (gemm * 1e9), nbytes / (copy * 1e9))
+        assert r.floor_s == pytest.approx(floor) and r.share_of_limit == pytest.approx(floor / 0.5)
+        assert r.bound == ("gemm" if flops / gemm > nbytes / copy else "copy")
+        assert r.rate / r.limit == pytest.approx(r.share_of_limit)
+
+
+def test_the_course_net_moves_x_twice():
+    size = bench.WORKLOADS["deep_course"].size("full")
+    X_bytes = size["layers"][0] * size["m"] * 4
+    assert 2 * X_bytes <= bench.WORKLOADS["deep_course"].min_bytes(size, np.dtype(np.float32)) <= 2.1 * X_bytes
+
+
+def test_elementwise_rows_keep_the_copy_bandwidth_limit():
+    from dlaccel.bench.runner import Result, _fill_timing, apply_limits
+
+    workload = bench.WORKLOADS["relu_fwd"]
+    size = workload.size("tiny")
+    r = Result(workload.name, workload.group, "numpy", workload.unit, size, size)
+    _fill_timing(r, workload, 1.0, Timing([0.5], 1), np.dtype(np.float32))
+    apply_limits(r, {"host": {"gemm_gflops": 1.0, "copy_gbps": 2.0}})
+    assert r.limit == 2.0 and r.floor_s is None and r.bound is None
+
+
+@pytest.mark.parametrize("name", TRAINING)
 def test_training_steps_keep_the_parameters_update_parameters_returns(name):
     workload = bench.WORKLOADS[name]
     size = workload.size("tiny")

@@ -66,6 +66,12 @@ class Result:
     rate_unit: str | None = None
     limit: float | None = None
     share_of_limit: float | None = None
+    # A training step's roofline: its GEMM work, the bytes it must move, the time those take at the
+    # machine's limits (the larger: floor_s) and which one that is ("gemm" or "copy").
+    gemm_flops: float | None = None
+    min_bytes: float | None = None
+    floor_s: float | None = None
+    bound: str | None = None
     speedup_vs_loops: float | None = None
     speedup_vs_numpy: float | None = None
     overhead_us: float | None = None
@@ -282,6 +288,9 @@ def _fill_timing(result: Result, workload: Workload, first_s: float, timing: Tim
     work = workload.work(result.size, dtype)
     result.rate = work / result.median_s / 1e9
     result.rate_unit = "GFLOP/s" if workload.unit == "flop" else "GB/s"
+    if workload.gemm_flops is not None and workload.min_bytes is not None:
+        result.gemm_flops = workload.gemm_flops(result.size, dtype)
+        result.min_bytes = workload.min_bytes(result.size, dtype)
 
 
 def apply_limits(result: Result, limits: dict[str, Any]) -> None:
@@ -289,9 +298,20 @@ def apply_limits(result: Result, limits: dict[str, Any]) -> None:
     if result.rate is None or result.unit == "overhead":
         return
     machine = limits.get("device" if result.backend in limits.get("device_backends", ()) else "host")
-    if machine:
-        result.limit = machine["gemm_gflops"] if result.unit == "flop" else machine["copy_gbps"]
-        result.share_of_limit = result.rate / result.limit if result.limit else None
+    if not machine:
+        return
+    if result.gemm_flops is not None and result.min_bytes is not None and result.median_s:
+        # Roofline: the step can take no less than its GEMMs at the GEMM rate, nor less than its
+        # bytes at the copy bandwidth. The limit is the rate the row would show at that floor.
+        times = {"gemm": result.gemm_flops / (machine["gemm_gflops"] * 1e9),
+                 "copy": result.min_bytes / (machine["copy_gbps"] * 1e9)}
+        result.bound = max(times, key=lambda k: times[k])
+        result.floor_s = times[result.bound]
+        result.share_of_limit = result.floor_s / result.median_s
+        result.limit = result.rate / result.share_of_limit if result.share_of_limit else None
+        return
+    result.limit = machine["gemm_gflops"] if result.unit == "flop" else machine["copy_gbps"]
+    result.share_of_limit = result.rate / result.limit if result.limit else None
 
 
 def _ratio(baseline: Result | None, row: Result) -> float | None:

@@ -51,7 +51,9 @@ class Workload:
     ``unit`` says what :attr:`work` counts: ``"flop"`` (rate in GFLOP/s, limit the GEMM rate),
     ``"byte"`` (GB/s, limit the copy bandwidth) or ``"overhead"`` (microseconds per call over the
     baseline). ``scale`` names the size parameter the time grows linearly with, used to
-    extrapolate the loops backend from ``loops_sizes``.
+    extrapolate the loops backend from ``loops_sizes``. A training step also gives its roofline:
+    ``gemm_flops`` (the GEMM work) and ``min_bytes`` (the bytes that must move between memory and
+    the cores); its limit is then whichever takes longer at the machine's measured rates.
     """
 
     name: str
@@ -66,6 +68,8 @@ class Workload:
     describe: Callable[[Size], str]
     loops_sizes: Mapping[str, Size] = field(default_factory=dict)
     scale: str | None = None
+    gemm_flops: Callable[[Size, np.dtype], float] | None = None
+    min_bytes: Callable[[Size, np.dtype], float] | None = None
 
     def size(self, profile: str, backend_name: str = "numpy") -> dict[str, Any]:
         """The size this backend runs at under ``profile``."""
@@ -119,6 +123,14 @@ def _net_flops(layers: list[int], m: int) -> float:
     the first layer), the GEMMs only."""
     weights = sum(layers[l] * layers[l - 1] for l in range(1, len(layers)))
     return 2.0 * m * (3 * weights - layers[1] * layers[0])
+
+
+def _net_bytes(layers: list[int], m: int, dtype: np.dtype) -> float:
+    """What a training step must move: each layer's input read twice (the forward product and
+    ``dW``: the course net's ``X`` is 100 MB, no cache keeps it from one to the other) and each
+    parameter read and written once (the update)."""
+    weights = sum(layers[l] * (layers[l - 1] + 1) for l in range(1, len(layers)))
+    return float((2 * sum(layers[:-1]) * m + 2 * weights) * dtype.itemsize)
 
 
 def _model_step(model: Any, X: Any, Y: Any) -> dict[str, Any]:
@@ -221,10 +233,11 @@ DOT = Workload(
 def _logreg_data(size: Size, dtype: np.dtype) -> Data:
     """The course's layout: images drawn as ``(m, n_x)`` rows, one example each (C order, as
     ``images.reshape(m, -1)`` gives), and ``X = rows.T``, the ``(n_x, m)`` F-ordered view the course
-    trains on; no copy is made, so each backend gets X in that layout."""
+    trains on; no copy is made, so each backend gets X in that layout. ``size["order"] == "C"``:
+    X made directly as a C-ordered ``(n_x, m)`` array, features as rows."""
     n_x, m = size["n_x"], size["m"]
     rng = np.random.default_rng(SEED)
-    X = _normal(rng, (m, n_x), dtype).T
+    X = _normal(rng, (n_x, m), dtype) if size.get("order") == "C" else _normal(rng, (m, n_x), dtype).T
     Y = rng.integers(0, 2, size=m).reshape(1, m).astype(dtype)
     rng = np.random.default_rng(SEED + 1)
     return {"X": X, "Y": Y, "labels": Y.reshape(-1), "W1": _normal(rng, (1, n_x), dtype, 0.01),
@@ -247,23 +260,36 @@ def _logreg_torch(torch: Any, size: Size, data: Data) -> Case:
     return _torch_training_case(torch, [size["n_x"], 1], "relu", data, data)
 
 
-LOGREG = Workload(
-    name="logreg",
-    group="logreg",
-    title="logistic-regression gradient step, X = images.reshape(m, -1).T (F-ordered, the course's layout)",
-    unit="byte",
-    sizes=MappingProxyType({"full": {"n_x": 12288, "m": 2000}, "quick": {"n_x": 12288, "m": 500},
-                            "tiny": {"n_x": 64, "m": 32}}),
-    loops_sizes=MappingProxyType({"full": {"n_x": 12288, "m": 16}, "quick": {"n_x": 12288, "m": 8},
-                                  "tiny": {"n_x": 64, "m": 8}}),
-    scale="m",
-    data=_logreg_data,
-    build=_logreg_build,
-    build_torch=_logreg_torch,
-    # The floor: one read of X. (NumPy reads it twice: once forward, once for dW.)
-    work=lambda s, dt: float(s["n_x"] * s["m"] * dt.itemsize),
-    describe=lambda s: f"n_x={s['n_x']} m={s['m']} (F order)",
-)
+def _logreg(name: str, order: str, title: str) -> Workload:
+    sizes: dict[str, dict[str, Any]] = {"full": {"n_x": 12288, "m": 2000}, "quick": {"n_x": 12288, "m": 500},
+                                        "tiny": {"n_x": 64, "m": 32}}
+    loops: dict[str, dict[str, Any]] = {"full": {"n_x": 12288, "m": 16}, "quick": {"n_x": 12288, "m": 8},
+                                        "tiny": {"n_x": 64, "m": 8}}
+    if order == "C":
+        sizes = {p: {**s, "order": "C"} for p, s in sizes.items()}
+        loops = {p: {**s, "order": "C"} for p, s in loops.items()}
+    return Workload(
+        name=name,
+        group="logreg",
+        title=title,
+        unit="byte",
+        sizes=MappingProxyType(sizes),
+        loops_sizes=MappingProxyType(loops),
+        scale="m",
+        data=_logreg_data,
+        build=_logreg_build,
+        build_torch=_logreg_torch,
+        # The floor: one read of X. (NumPy reads it twice: once forward, once for dW.)
+        work=lambda s, dt: float(s["n_x"] * s["m"] * dt.itemsize),
+        describe=lambda s: f"n_x={s['n_x']} m={s['m']} ({order} order)",
+        gemm_flops=lambda s, dt: 4.0 * s["n_x"] * s["m"],  # the two GEMVs
+        min_bytes=lambda s, dt: float(s["n_x"] * s["m"] * dt.itemsize),
+    )
+
+
+LOGREG = _logreg("logreg", "F", "logistic-regression gradient step, X = images.reshape(m, -1).T "
+                 "(F-ordered, the course's layout)")
+LOGREG_C = _logreg("logreg_c", "C", "logistic-regression gradient step, X made as a C-ordered (n_x, m) array")
 
 
 # -- (3) a shallow-net training step on the flower data -------------------------------------------
@@ -299,6 +325,8 @@ SHALLOW = Workload(
     build_torch=_shallow_torch,
     work=lambda s, dt: _net_flops([2, s["n_h"], 1], s["m"]),
     describe=lambda s: f"[2,{s['n_h']},1] m={s['m']}",
+    gemm_flops=lambda s, dt: _net_flops([2, s["n_h"], 1], s["m"]),
+    min_bytes=lambda s, dt: _net_bytes([2, s["n_h"], 1], s["m"], dt),
 )
 
 
@@ -337,6 +365,8 @@ def _deep(name: str, title: str, layers: list[int], m: dict[str, int], loops_m: 
         build_torch=_deep_torch,
         work=lambda s, dt: _net_flops(list(s["layers"]), s["m"]),
         describe=lambda s: f"[{','.join(map(str, s['layers']))}] m={s['m']}",
+        gemm_flops=lambda s, dt: _net_flops(list(s["layers"]), s["m"]),
+        min_bytes=lambda s, dt: _net_bytes(list(s["layers"]), s["m"], dt),
     )
 
 
@@ -437,7 +467,7 @@ DISPATCH = Workload(
 
 
 WORKLOADS: dict[str, Workload] = {
-    w.name: w for w in [DOT, LOGREG, SHALLOW, DEEP, DEEP_COURSE, *ELEMENTWISE, DISPATCH]
+    w.name: w for w in [DOT, LOGREG, LOGREG_C, SHALLOW, DEEP, DEEP_COURSE, *ELEMENTWISE, DISPATCH]
 }
 GROUPS: dict[str, list[str]] = {}
 for _w in WORKLOADS.values():
