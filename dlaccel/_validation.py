@@ -128,6 +128,16 @@ def infer_output(Y: Any) -> tuple[int, str]:
     )
 
 
+def check_output_path(path: Any, what: str) -> Any:
+    """``path`` as a Path that can be written, else ``InputError`` saying why, before any work."""
+    from ._files import check_writable
+
+    try:
+        return check_writable(path, what)
+    except (OSError, TypeError) as exc:
+        raise InputError(f"{what}: {exc}") from None
+
+
 def check_learning_rate(learning_rate: Any) -> float:
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
         raise InputError(f"learning_rate must be a positive number, got {learning_rate!r}")

@@ -1,0 +1,383 @@
+"""Data-parallel training on a Dask cluster: the same ``fit``, its examples spread over workers.
+
+``X`` (and ``Y``) are dask arrays chunked along the examples. Each chunk becomes a *shard*: validated,
+cast to the model's dtype, turned into training targets and moved to the worker's backend once, then
+kept on the worker (persisted from the user's own graph, so the scheduler can recompute a shard whose
+worker died). Every iteration sends the parameters out once and runs one task per worker over that
+worker's shards; each shard returns gradient *sums* (its mean times its example count), and the
+driver adds them in shard order, divides by the global ``m`` once and runs the model's own update. So
+a distributed fit equals a local one up to summation order, and two runs on the same chunks agree
+bit for bit, whichever worker computed which shard.
+
+Needs the ``distributed`` extra (``dask[array]`` and ``distributed``); nothing here is imported by
+``import dlaccel``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import DlaccelError, InputError, MissingDependencyError, ShapeError, WorkerLostError
+
+# Parameters above this size go to the workers once per iteration by scatter(broadcast) instead of
+# inside every task's arguments.
+BROADCAST_BYTES = 1 << 20
+# How many times one iteration is retried after workers were lost before the fit gives up.
+MAX_RETRIES = 3
+
+_EXTRA = "pip install 'dlaccel[distributed]'"
+
+
+def is_dask_array(x: Any) -> bool:
+    """Whether ``x`` is a dask array, without importing dask."""
+    return type(x).__module__.split(".", 1)[0] == "dask" and hasattr(x, "chunks")
+
+
+def _require_distributed() -> Any:
+    try:
+        import dask.array  # noqa: F401
+        import distributed
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"training on dask arrays needs dask[array] and distributed ({exc.name} is missing): {_EXTRA}"
+        ) from None
+    return distributed
+
+
+@contextlib.contextmanager
+def client_for(client: Any = None, n_workers: int | None = None) -> Iterator[Any]:
+    """The Client to run on: ``client`` itself, a Client connected to the address ``client``, the
+    Client the user already made, else a LocalCluster of single-threaded worker processes (one per
+    usable core, or ``n_workers``) started for this block and closed after it."""
+    distributed = _require_distributed()
+    if isinstance(client, distributed.Client):
+        yield client
+        return
+    if isinstance(client, str):
+        try:
+            connected = distributed.Client(client, timeout="20s", set_as_default=False)
+        except OSError as exc:
+            raise InputError(f"cannot reach a Dask scheduler at {client!r}: {exc}") from exc
+        with connected:
+            yield connected
+        return
+    if client is not None:
+        raise InputError(
+            f"client must be a distributed.Client, a scheduler address string or None, got {type(client).__name__}"
+        )
+    if n_workers is None:
+        try:
+            yield distributed.get_client()
+            return
+        except ValueError:  # no current client
+            pass
+    workers = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    with distributed.LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as local:
+        yield local
+
+
+# -- the worker side ------------------------------------------------------------------------------
+
+# Engines (models without data) rebuilt once per fit on each worker, keyed by the fit's token.
+_engines: dict[str, Any] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine(spec: dict[str, Any]) -> Any:
+    with _engines_lock:
+        engine = _engines.get(spec["token"])
+        if engine is None:
+            from .models import Model
+
+            engine = Model.from_config(spec["config"], backend=spec["backend"])
+            _engines[spec["token"]] = engine
+        return engine
+
+
+def _forget(token: str) -> None:
+    with _engines_lock:
+        _engines.pop(token, None)
+
+
+def _one_layout(a: Any) -> Any:
+    """A host array C-contiguous and aligned whatever its history (a view here, a buffer at any
+    offset after a transfer): NumPy and BLAS pick their kernels by layout and alignment, so this
+    keeps repeated fits bit for bit identical."""
+    return np.require(a, requirements="CA") if isinstance(a, np.ndarray) else a
+
+
+def _prepare_shard(spec: dict[str, Any], start: int, X: np.ndarray, Y: np.ndarray) -> tuple[Any, Any, int]:
+    """One chunk as the model trains on it: checked (NaN/Inf, labels), in the model's dtype, as
+    targets, on the worker's backend."""
+    X, Y = _one_layout(X), _one_layout(Y)
+    try:
+        X, T = _engine(spec)._prepare(X, Y)
+    except DlaccelError as exc:  # the same type, saying where
+        raise type(exc)(f"{exc} (in examples {start}..{start + X.shape[1] - 1})") from None
+    return X, T, int(X.shape[1])
+
+
+def _group_sums(spec: dict[str, Any], params: dict[str, np.ndarray], with_cost: bool,
+                *shards: tuple[Any, Any, int]) -> list[tuple[float | None, dict[str, np.ndarray]]]:
+    """Gradient and loss sums of each of this worker's shards, in the order given."""
+    engine = _engine(spec)
+    be = engine.backend
+    engine._params = {k: be.asarray(p) for k, p in params.items()}
+    out = []
+    for X, T, m in shards:
+        cost, grads = engine._step(_one_layout(X), _one_layout(T), with_cost)
+        sums = {k: np.asarray(be.to_numpy(g), dtype=np.float64) * m for k, g in grads.items()}
+        out.append((None if cost is None else cost * m, sums))
+    return out
+
+
+def _model(spec: dict[str, Any], params: dict[str, np.ndarray]) -> Any:
+    """A model rebuilt from its config and parameters, for a one-off task (no cache to clear)."""
+    from .models import Model
+
+    return Model.from_config(spec["config"], parameters=params, backend=spec["backend"])
+
+
+def _block_sums(spec: dict[str, Any], params: dict[str, np.ndarray], with_grads: bool,
+                X: np.ndarray, Y: np.ndarray) -> tuple[float, dict[str, np.ndarray], int]:
+    engine = _model(spec, params)
+    be = engine.backend
+    Xs, T = engine._prepare(X, Y)
+    m = int(Xs.shape[1])
+    if with_grads:
+        cost, grads = engine._step(Xs, T, True)
+        sums = {k: np.asarray(be.to_numpy(g), dtype=np.float64) * m for k, g in grads.items()}
+    else:
+        AL, _ = engine._forward(Xs)
+        cost, sums = be.compute_cost(AL, T, engine.loss), {}
+    return float(cost) * m, sums, m
+
+
+def _predict_block(spec: dict[str, Any], params: dict[str, np.ndarray], proba: bool, X: np.ndarray) -> np.ndarray:
+    engine = _model(spec, params)
+    return engine.predict_proba(X) if proba else engine.predict(X)
+
+
+# -- the driver side ------------------------------------------------------------------------------
+
+
+def _aligned(model: Any, X: Any, Y: Any | None) -> tuple[Any, Any | None]:
+    """``X`` with its features in one chunk, and ``Y`` as a dask array chunked like ``X``'s
+    columns; metadata checks only (the values are checked on the workers)."""
+    import dask.array as da
+
+    if X.ndim != 2:
+        raise ShapeError(f"X must be 2-D with shape (n_x, m), got shape {X.shape}")
+    if any(np.isnan(s) for s in X.shape):
+        raise ShapeError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
+    n_x = model.layer_dims[0] if model.layer_dims else None
+    if n_x is not None and X.shape[0] != n_x:
+        raise ShapeError(f"X must have n_x = {n_x} rows (shape ({n_x}, m)), got shape {X.shape}")
+    X = X.rechunk({0: -1})
+    if Y is None:
+        return X, None
+    if not is_dask_array(Y):
+        Y = np.asarray(Y)
+        if Y.ndim == 1:
+            Y = Y.reshape(1, -1)
+        if Y.ndim != 2 or Y.shape[1] != X.shape[1]:
+            raise _y_shape_error(X, Y)
+        Y = da.from_array(Y, chunks=(Y.shape[0], X.chunks[1]))
+    elif Y.ndim == 1:
+        Y = Y.reshape(1, -1)
+    if Y.ndim != 2 or Y.shape[1] != X.shape[1]:
+        raise _y_shape_error(X, Y)
+    return X, Y.rechunk({0: -1, 1: X.chunks[1]})
+
+
+def _y_shape_error(X: Any, Y: Any) -> ShapeError:
+    if Y.ndim != 2:
+        return ShapeError(f"Y must be 2-D with shape (n_y, m) or 1-D (m,), got shape {Y.shape}")
+    return ShapeError(f"X has m = {X.shape[1]} examples but Y has {Y.shape[1]} (shape {Y.shape}); "
+                      f"expected (n_y, {X.shape[1]})")
+
+
+def _label_sample(Y: Any) -> np.ndarray:
+    """A small host array holding every distinct label of ``Y`` (or a few one-hot columns), so that
+    the model can size its output layer and learn its classes without seeing all of ``Y``."""
+    import dask.array as da
+
+    if Y.shape[0] == 1:
+        return np.asarray(da.unique(Y).compute()).reshape(1, -1)
+    return np.asarray(Y[:, : min(Y.shape[1], 16)].compute())
+
+
+def build_from_data(model: Any, X: Any, Y: Any) -> tuple[Any, Any]:
+    """Align ``X``/``Y`` and build the model's layers (and classes) from a sample of the labels."""
+    X, Y = _aligned(model, X, Y)
+    sample = _label_sample(Y)
+    # The model's own checks and building run on the sample; every shard is checked again on its worker.
+    model._prepare(np.zeros((X.shape[0], sample.shape[1]), dtype=model.dtype), sample)
+    return X, Y
+
+
+def spec_of(model: Any, token: str | None = None) -> dict[str, Any]:
+    return {"token": token or uuid.uuid4().hex, "config": model.config(), "backend": model.backend.name}
+
+
+def host_params(model: Any) -> dict[str, np.ndarray]:
+    be = model.backend
+    return {k: np.asarray(be.to_numpy(p)) for k, p in model._require_built().items()}
+
+
+class ShardedData:
+    """A fit's shards, persisted on the cluster, and one training step over them."""
+
+    def __init__(self, client: Any, model: Any, X: Any, Y: Any):
+        from dask import delayed
+
+        self.client, self.model = client, model
+        self.spec = spec_of(model)
+        xs, ys = X.to_delayed().ravel(), Y.to_delayed().ravel()
+        prepare = delayed(_prepare_shard, pure=True)
+        starts = np.cumsum((0, *X.chunks[1][:-1]))
+        shards = [prepare(self.spec, int(starts[j]), x, y, dask_key_name=f"dlaccel-shard-{self.spec['token']}-{j}")
+                  for j, (x, y) in enumerate(zip(xs, ys))]
+        self.futures = client.compute(shards)
+        self.m = int(X.shape[1])
+        self.groups: list[list[int]] = []
+        self._workers_seen: set[str] = set()
+        try:
+            # Bad values (NaN/Inf, unknown labels) surface here, as the typed error the worker raised.
+            client.gather(self.futures)
+        except BaseException:
+            self.release()
+            raise
+        self._regroup()
+
+    def _regroup(self) -> None:
+        """Group shard indices by the worker holding them (order kept within a group)."""
+        who = self.client.who_has(self.futures)
+        by_worker: dict[str, list[int]] = {}
+        for j, fut in enumerate(self.futures):
+            holders = sorted(who.get(fut.key, ())) or ["?"]
+            by_worker.setdefault(holders[0], []).append(j)
+        self.groups = list(by_worker.values())
+        self._workers_seen = set(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    def step(self, params: Any, with_cost: bool, iteration: int) -> tuple[float | None, dict[str, Any]]:
+        """The mean cost (when asked) and mean gradients over every shard, on the model's backend."""
+        be, model = self.model.backend, self.model
+        host = {k: np.asarray(be.to_numpy(p)) for k, p in params.items()}
+        for attempt in range(MAX_RETRIES + 1):
+            try:
+                parts = self._run(host, with_cost)
+                break
+            except Exception as exc:
+                if not self._recoverable(exc) or attempt == MAX_RETRIES:
+                    raise self._lost(exc, iteration) from exc
+                self._regroup()
+        total_cost, grads = 0.0, None
+        for cost, sums in parts:  # shard order, whatever the grouping
+            if cost is not None:
+                total_cost += cost
+            if grads is None:
+                grads = {k: g.copy() for k, g in sums.items()}
+            else:
+                for k, g in sums.items():
+                    grads[k] += g
+        assert grads is not None
+        mean = {k: be.asarray(g / self.m, dtype=model.dtype) for k, g in grads.items()}
+        return (total_cost / self.m if with_cost else None), mean
+
+    def _run(self, host: dict[str, np.ndarray], with_cost: bool) -> list[tuple[float | None, dict[str, np.ndarray]]]:
+        client = self.client
+        size = sum(p.nbytes for p in host.values())
+        params: Any = host
+        if size > BROADCAST_BYTES and len(self.groups) > 1:
+            params = client.scatter(host, broadcast=True, hash=False)
+        tasks = [client.submit(_group_sums, self.spec, params, with_cost, *[self.futures[j] for j in group],
+                               pure=False) for group in self.groups]
+        results = client.gather(tasks)
+        parts: list[Any] = [None] * len(self.futures)
+        for group, result in zip(self.groups, results):
+            for j, part in zip(group, result):
+                parts[j] = part
+        return parts
+
+    def _recoverable(self, exc: BaseException) -> bool:
+        import distributed
+
+        killed = getattr(distributed, "KilledWorker", None)
+        if killed is None:
+            from distributed.scheduler import KilledWorker as killed
+        cancelled = getattr(distributed.client, "FutureCancelledError", ())
+        return isinstance(exc, (killed, OSError, cancelled)) or type(exc).__name__ in (
+            "CommClosedError", "FutureCancelledError", "CancelledError")
+
+    def _lost(self, exc: BaseException, iteration: int) -> Exception:
+        if not self._recoverable(exc):
+            return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+        try:
+            now = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        except Exception:
+            now = set()
+        gone = sorted(self._workers_seen - now)
+        who = ", ".join(gone) if gone else "a worker"
+        return WorkerLostError(
+            f"lost {who} at iteration {iteration} and its shards could not be recomputed "
+            f"({type(exc).__name__}: {exc}); the model keeps the parameters of its last completed iteration",
+            iteration, gone)
+
+    def release(self) -> None:
+        """Drop the shards and the workers' engines: after the fit, the workers hold nothing of it."""
+        with contextlib.suppress(Exception):
+            self.client.cancel(self.futures, force=True)
+        self.futures = []
+        with contextlib.suppress(Exception):
+            self.client.run(_forget, self.spec["token"])
+
+
+def dask_sums(model: Any, X: Any, Y: Any, with_grads: bool) -> tuple[float, dict[str, np.ndarray]]:
+    """The mean cost (and mean gradients) over dask arrays, one task per chunk, summed in chunk order."""
+    import dask
+    from dask import delayed
+
+    X, Y = build_from_data(model, X, Y)
+    spec, params = spec_of(model), host_params(model)
+    block = delayed(_block_sums, pure=True)
+    parts = dask.compute(*[block(spec, params, with_grads, x, y)
+                           for x, y in zip(X.to_delayed().ravel(), Y.to_delayed().ravel())])
+    m = sum(p[2] for p in parts)
+    cost = sum(p[0] for p in parts) / m
+    grads: dict[str, np.ndarray] = {}
+    for _, sums, _ in parts:
+        for k, g in sums.items():
+            grads[k] = grads[k] + g if k in grads else g.copy()
+    return cost, {k: (g / m).astype(model.dtype) for k, g in grads.items()}
+
+
+def dask_predict(model: Any, X: Any, proba: bool) -> Any:
+    """Predictions over a dask array, lazily: one task per chunk of examples."""
+    import dask.array as da
+
+    X, _ = _aligned(model, X, None)
+    model._require_built()
+    n_out = model.layer_dims[-1] if proba or model.output_activation == "sigmoid" else 1
+    dtype = model.dtype if proba else (model.classes_.dtype if getattr(model, "classes_", None) is not None
+                                       else np.int64)
+    return da.map_blocks(_predict_block, spec_of(model), host_params(model), proba, X,
+                         dtype=dtype, chunks=((n_out,), X.chunks[1]))
+
+
+def dask_accuracy(model: Any, X: Any, Y: Any) -> float:
+    """The share of correct predictions over dask arrays, computed chunk by chunk on the cluster."""
+    X, Yd = _aligned(model, X, Y)
+    assert Yd is not None
+    if model.output_activation == "softmax" and Yd.shape[0] > 1:
+        Yd = Yd.argmax(axis=0).reshape(1, -1)
+    return float((dask_predict(model, X, proba=False) == Yd).mean().compute())
