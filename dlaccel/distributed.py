@@ -19,7 +19,7 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -112,7 +112,7 @@ def _one_layout(a: Any) -> Any:
     """A host array C-contiguous and aligned whatever its history (a view here, a buffer at any
     offset after a transfer): NumPy and BLAS pick their kernels by layout and alignment, so this
     keeps repeated fits bit for bit identical."""
-    return np.require(a, requirements="CA") if isinstance(a, np.ndarray) else a
+    return np.require(a, requirements=["C", "A"]) if isinstance(a, np.ndarray) else a
 
 
 def _prepare_shard(spec: dict[str, Any], start: int, X: np.ndarray, Y: np.ndarray) -> tuple[Any, Any, int]:
@@ -309,15 +309,11 @@ class ShardedData:
                 parts[j] = part
         return parts
 
-    def _recoverable(self, exc: BaseException) -> bool:
-        import distributed
-
-        killed = getattr(distributed, "KilledWorker", None)
-        if killed is None:
-            from distributed.scheduler import KilledWorker as killed
-        cancelled = getattr(distributed.client, "FutureCancelledError", ())
-        return isinstance(exc, (killed, OSError, cancelled)) or type(exc).__name__ in (
-            "CommClosedError", "FutureCancelledError", "CancelledError")
+    @staticmethod
+    def _recoverable(exc: BaseException) -> bool:
+        """Whether ``exc`` says workers or their data went away (worth regrouping and retrying)."""
+        return isinstance(exc, OSError) or type(exc).__name__ in (
+            "KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError")
 
     def _lost(self, exc: BaseException, iteration: int) -> Exception:
         if not self._recoverable(exc):

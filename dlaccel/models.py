@@ -462,9 +462,11 @@ class Model:
             raise InputError(f"unknown model class {name!r}; expected one of {', '.join(MODEL_CLASSES)}")
         dims = v.check_layer_dims(config["layer_dims"])
         if klass._num_layers is not None and len(dims) != klass._num_layers + 1:
-            raise InputError(f"a {name} has {klass._num_layers} layer(s), but layer_dims {dims} describe {len(dims) - 1}")
+            raise InputError(
+                f"a {name} has {klass._num_layers} layer(s), but layer_dims {dims} describe {len(dims) - 1}"
+            )
         model = klass.__new__(klass)
-        if klass is ShallowNN:
+        if isinstance(model, ShallowNN):
             model.n_h = dims[1]
         Model.__init__(model, None, config["hidden_activation"], config["output_activation"],
                        config["initialization"], config["seed"], config["dtype"], backend)
@@ -555,4 +557,6 @@ class LogisticRegression(Model):
         return [n_x, n_y]
 
 
-MODEL_CLASSES: dict[str, type[Model]] = {"DeepNN": DeepNN, "ShallowNN": ShallowNN, "LogisticRegression": LogisticRegression}
+MODEL_CLASSES: dict[str, type[Model]] = {
+    "DeepNN": DeepNN, "ShallowNN": ShallowNN, "LogisticRegression": LogisticRegression,
+}
