@@ -268,3 +268,38 @@ def test_file_backed_data(client, tmp_path):
     local = dlaccel.ShallowNN(4, seed=2).fit(X, Y, num_iterations=10)
     dist = dlaccel.ShallowNN(4, seed=2).fit(Xf, Y, num_iterations=10, client=client)
     assert_same_fit(local, dist, "float64")
+
+
+def test_chunked_datasets_are_drawn_by_tasks(client):
+    X, Y = datasets.blobs(m=10_000, centers=3, seed=4, chunks=3000)
+    assert isinstance(X, da.Array) and X.shape == (2, 10_000) and X.chunks[1] == (3000, 3000, 3000, 1000)
+    assert Y.shape == (1, 10_000) and Y.dtype == np.uint8
+    # The graph holds no data, only the recipe: far smaller than the arrays it makes.
+    import pickle
+
+    assert len(pickle.dumps(dict(X.__dask_graph__()))) < X.nbytes / 20
+    Xa, Ya = client.compute([X, Y], sync=True)
+    Xb, Yb = client.compute(list(datasets.blobs(m=10_000, centers=3, seed=4, chunks=3000)), sync=True)
+    np.testing.assert_array_equal(Xa, Xb)
+    np.testing.assert_array_equal(Ya, Yb)
+    assert set(np.unique(Ya)) == {0, 1, 2}
+    # Each chunk from its own stream: no two chunks repeat each other.
+    assert not np.array_equal(Xa[:, :1000], Xa[:, 3000:4000])
+    # Every chunk shares the data set's centres: the class means agree across chunks.
+    for label in range(3):
+        first = Xa[:, :3000][:, Ya[0, :3000] == label].mean(axis=1)
+        last = Xa[:, 6000:][:, Ya[0, 6000:] == label].mean(axis=1)
+        np.testing.assert_allclose(first, last, atol=0.2)
+    model = dlaccel.LogisticRegression().fit(X, Y, learning_rate=0.05, num_iterations=30, client=client)
+    assert model.accuracy(Xa, Ya) > 0.9
+
+
+@pytest.mark.parametrize("name", ["planar", "circles", "moons", "gaussian_quantiles"])
+def test_every_generator_takes_chunks(name):
+    X, Y = datasets.LOADERS[name](m=1000, chunks=(400, 600))
+    Xc, Yc = X.compute(scheduler="synchronous"), Y.compute(scheduler="synchronous")
+    assert Xc.shape == (2, 1000) and np.isfinite(Xc).all()
+    assert set(np.unique(Yc)) == {0, 1}
+    assert 0.3 < Yc.mean() < 0.7
+    with pytest.raises(dlaccel.InputError, match="add up to m = 1000"):
+        datasets.LOADERS[name](m=1000, chunks=(400, 500))
