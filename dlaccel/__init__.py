@@ -18,10 +18,11 @@ from .errors import (
     ShapeError,
     TrainingDivergedError,
     UnknownBackendError,
+    WorkerLostError,
 )
 from .gradcheck import gradient_check
-from .io import load_model as load
 from .models import DeepNN, LogisticRegression, Model, ShallowNN, initialize_parameters
+from .models import load_model as load
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,7 @@ __all__ = [
     "ShapeError",
     "TrainingDivergedError",
     "UnknownBackendError",
+    "WorkerLostError",
     "available_backends",
     "datasets",
     "errors",

@@ -63,7 +63,7 @@ def check_X(X: Any, n_x: int | None) -> Any:
 
 def check_XY(X: Any, Y: Any, n_x: int | None) -> tuple[Any, Any]:
     X = check_X(X, n_x)
-    Y = as_2d(Y, "Y", "(n_y, m)")
+    Y = as_2d(_labels_as_row(Y), "Y", "(n_y, m)")
     m = X.shape[1]
     if Y.shape[1] != m:
         if X.shape[0] == Y.shape[1]:
@@ -77,33 +77,109 @@ def check_XY(X: Any, Y: Any, n_x: int | None) -> tuple[Any, Any]:
     return X, Y
 
 
-def labels_to_targets(Y: Any, n_y: int, output_activation: str, dtype: Any) -> Any:
-    """Check ``Y`` against the output layer and return the training targets in ``dtype``.
+def _labels_as_row(Y: Any) -> Any:
+    """A 1-D ``Y`` (a list, an array of shape ``(m,)``, a pandas Series) as ``(1, m)``."""
+    if array_module(Y) is np:
+        try:
+            Y = np.asarray(Y)
+        except Exception:
+            return Y  # as_2d says what is wrong with it
+    return Y.reshape(1, -1) if Y.ndim == 1 else Y
 
-    Sigmoid outputs take ``Y`` of shape ``(n_y, m)`` in [0, 1]. Softmax outputs take one-hot (or
-    soft) ``(n_y, m)`` targets whose columns sum to 1, or integer class labels ``(1, m)``.
+
+def _show(values: Any, limit: int = 10) -> str:
+    items = [v.item() if hasattr(v, "item") else v for v in list(values)[:limit]]
+    return str(items)[:-1] + (", ...]" if len(values) > limit else "]")
+
+
+def find_classes(Y: Any, n_y: int | None, output: str | None) -> tuple[np.ndarray | None, int, str]:
+    """``(classes, n_y, output_activation)`` for a model that meets labels for the first time.
+
+    ``n_y`` and ``output`` are the model's when known. ``Y`` of several rows is one-hot (softmax,
+    classes ``0 .. n_y-1``) or several 0/1 labels per example (a sigmoid output, no classes). A row
+    of labels: 0/1 labels (any dtype) give classes ``[0, 1]``; other values in [0, 1] are soft
+    targets (probabilities of class 1) for a sigmoid output, also ``[0, 1]``; otherwise the classes
+    are the sorted unique whole-number labels: two make one sigmoid unit, more a softmax. A softmax
+    layer of known size ``n_y`` takes ``n_y`` distinct labels, or class indices ``0 .. n_y-1``.
+    """
+    if Y.shape[0] > 1:  # the targets themselves; labels_to_targets checks them against n_y
+        rows = Y.shape[0] if n_y is None else n_y
+        if output == "sigmoid":
+            return (np.arange(2) if rows == 1 else None), rows, "sigmoid"
+        return np.arange(rows), rows, "softmax"
+    labels = to_host(array_module(Y).unique(Y))
+    if labels.dtype.kind == "b":
+        labels = labels.astype(np.int64)
+    whole = labels == np.round(labels)
+    in_unit = bool(labels.min() >= 0 and labels.max() <= 1)
+    softmax = output == "softmax" or (n_y is not None and n_y > 1)
+    if not whole.all():
+        if not in_unit:
+            raise InputError(
+                "Y must hold whole-number class labels, or probabilities in [0, 1] (soft targets for a "
+                f"sigmoid output); got values such as {_show(labels[~whole])}"
+            )
+        if softmax:
+            raise InputError(
+                "soft targets (probabilities in [0, 1] in one row) need a sigmoid output of one unit; for a "
+                "softmax pass one-hot (or soft) columns of shape (n_y, m), or whole-number class labels"
+            )
+        return np.array([0, 1]), 1, "sigmoid"
+    if in_unit and not (softmax and n_y is not None and n_y > 2):  # 0/1 labels, as always
+        return np.array([0, 1]), (2 if softmax else 1), ("softmax" if softmax else "sigmoid")
+    if n_y is not None and n_y > 1:
+        if len(labels) == n_y:
+            return labels, n_y, "softmax"
+        if labels.min() >= 0 and labels.max() <= n_y - 1:
+            return np.arange(n_y), n_y, "softmax"  # class indices, some absent from this Y
+        raise InputError(
+            f"the output layer has {n_y} units, one per class, but Y holds {len(labels)} distinct labels "
+            f"{_show(labels)}: pass {n_y} distinct labels, or class indices in [0, {n_y - 1}]"
+        )
+    if output == "sigmoid" or n_y == 1:
+        if len(labels) == 2:
+            return labels, 1, "sigmoid"
+        raise InputError(
+            f"a sigmoid output of one unit takes two classes (0/1 or any two labels), but Y holds "
+            f"{len(labels)}: {_show(labels)}; labels in [0, 1] are also accepted as soft targets"
+        )
+    if len(labels) < 2:
+        raise InputError(f"Y holds a single class ({_show(labels)}); a classifier needs at least two")
+    if len(labels) == 2 and not softmax:
+        return labels, 1, "sigmoid"
+    return labels, len(labels), "softmax"
+
+
+def labels_to_targets(Y: Any, classes: np.ndarray | None, n_y: int, output_activation: str, dtype: Any) -> Any:
+    """Check ``Y`` against the output layer and its classes; return the training targets in ``dtype``.
+
+    A row of labels must hold only ``classes`` (or, for classes ``[0, 1]`` and one sigmoid unit,
+    probabilities in [0, 1]); sigmoid targets are then the index of the class (0/1), softmax
+    targets one-hot columns. ``Y`` of ``n_y`` rows is taken as the targets themselves: in [0, 1],
+    with columns summing to 1 for a softmax.
     """
     xp = array_module(Y)
-    if output_activation == "softmax" and Y.shape[0] == 1 and n_y > 1:
-        labels = Y.astype(np.float64)
-        if not bool((labels == xp.round(labels)).all()):
-            raise InputError("class labels in Y must be whole numbers 0 .. n_y - 1")
-        lo, hi = float(labels.min()), float(labels.max())
-        if lo < 0 or hi > n_y - 1:
+    soft = n_y == 1 and classes is not None and _is_01(classes) and _in_unit(Y)  # 0/1 or probabilities
+    if Y.shape[0] == 1 and classes is not None and not soft:
+        known = xp.asarray(classes)
+        index = xp.clip(xp.searchsorted(known, Y[0]), 0, len(classes) - 1)
+        if not bool((known[index] == Y[0]).all()):
+            unknown = np.setdiff1d(to_host(xp.unique(Y)), classes)
             raise InputError(
-                f"labels in Y must be class indices in [0, {n_y - 1}] for {n_y} classes, "
-                f"got values in [{lo:g}, {hi:g}]"
+                f"Y holds labels {_show(unknown)} that are not among this model's classes {_show(classes)}"
             )
+        if output_activation == "sigmoid":
+            return index.reshape(1, -1).astype(dtype)
         targets = xp.zeros((n_y, Y.shape[1]), dtype=dtype)
-        targets[labels[0].astype(np.int64), xp.arange(Y.shape[1])] = 1
+        targets[index, xp.arange(Y.shape[1])] = 1
         return targets
     if Y.shape[0] != n_y:
         raise ShapeError(
             f"Y must have n_y = {n_y} rows (shape ({n_y}, m)) to match the output layer, got shape {Y.shape}"
-            + ("; or pass integer class labels of shape (1, m)" if output_activation == "softmax" else "")
+            + ("; or pass class labels of shape (1, m) or (m,)" if output_activation == "softmax" else "")
         )
-    lo, hi = float(Y.min()), float(Y.max())
-    if lo < 0 or hi > 1:
+    if not _in_unit(Y):
+        lo, hi = float(Y.min()), float(Y.max())
         raise InputError(
             f"labels in Y must lie in [0, 1] for a {output_activation} output, got values in [{lo:g}, {hi:g}]"
         )
@@ -113,19 +189,12 @@ def labels_to_targets(Y: Any, n_y: int, output_activation: str, dtype: Any) -> A
     return targets
 
 
-def infer_output(Y: Any) -> tuple[int, str]:
-    """``(n_y, output_activation)`` for a model whose output layer is sized from ``Y``."""
-    if Y.shape[0] > 1:
-        return Y.shape[0], "softmax"
-    lo, hi = float(Y.min()), float(Y.max())
-    if lo >= 0 and hi <= 1:
-        return 1, "sigmoid"
-    if lo >= 0 and bool((Y == array_module(Y).round(Y)).all()):
-        return int(hi) + 1, "softmax"
-    raise InputError(
-        f"cannot tell the classes from Y with values in [{lo:g}, {hi:g}]: pass 0/1 labels, "
-        "integer class labels 0 .. k-1, or one-hot columns"
-    )
+def _is_01(classes: np.ndarray) -> bool:
+    return len(classes) == 2 and classes.dtype.kind in "iufb" and classes.tolist() == [0, 1]
+
+
+def _in_unit(Y: Any) -> bool:
+    return bool(Y.min() >= 0) and bool(Y.max() <= 1)
 
 
 def check_output_path(path: Any, what: str) -> Any:

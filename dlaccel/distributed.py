@@ -147,19 +147,20 @@ def _model(spec: dict[str, Any], params: dict[str, np.ndarray]) -> Any:
     return Model.from_config(spec["config"], parameters=params, backend=spec["backend"])
 
 
-def _block_sums(spec: dict[str, Any], params: dict[str, np.ndarray], with_grads: bool,
+def _block_sums(spec: dict[str, Any], params: dict[str, np.ndarray], what: str,
                 X: np.ndarray, Y: np.ndarray) -> tuple[float, dict[str, np.ndarray], int]:
+    """``what`` (``cost``, ``grads`` or ``accuracy``) over one chunk, as sums over its examples."""
     engine = _model(spec, params)
+    m = int(X.shape[1])
+    if what == "accuracy":
+        return engine.accuracy(X, Y) * m, {}, m
     be = engine.backend
     Xs, T = engine._prepare(X, Y)
-    m = int(Xs.shape[1])
-    if with_grads:
-        cost, grads = engine._step(Xs, T, True)
-        sums = {k: np.asarray(be.to_numpy(g), dtype=np.float64) * m for k, g in grads.items()}
-    else:
-        AL, _ = engine._forward(Xs)
-        cost, sums = be.compute_cost(AL, T, engine.loss), {}
-    return float(cost) * m, sums, m
+    if what == "grads":
+        _, grads = engine._step(Xs, T, False)
+        return 0.0, {k: np.asarray(be.to_numpy(g), dtype=np.float64) * m for k, g in grads.items()}, m
+    AL, _ = engine._forward(Xs)
+    return be.compute_cost(AL, T, engine.loss) * m, {}, m
 
 
 def _predict_block(spec: dict[str, Any], params: dict[str, np.ndarray], proba: bool, X: np.ndarray) -> np.ndarray:
@@ -338,23 +339,23 @@ class ShardedData:
             self.client.run(_forget, self.spec["token"])
 
 
-def dask_sums(model: Any, X: Any, Y: Any, with_grads: bool) -> tuple[float, dict[str, np.ndarray]]:
-    """The mean cost (and mean gradients) over dask arrays, one task per chunk, summed in chunk order."""
+def dask_sums(model: Any, X: Any, Y: Any, what: str) -> tuple[float, dict[str, np.ndarray]]:
+    """The mean of ``what`` (``cost``, ``grads`` or ``accuracy``) over dask arrays: one task per
+    chunk of examples, summed in chunk order, on the current scheduler."""
     import dask
     from dask import delayed
 
     X, Y = build_from_data(model, X, Y)
     spec, params = spec_of(model), host_params(model)
     block = delayed(_block_sums, pure=True)
-    parts = dask.compute(*[block(spec, params, with_grads, x, y)
+    parts = dask.compute(*[block(spec, params, what, x, y)
                            for x, y in zip(X.to_delayed().ravel(), Y.to_delayed().ravel())])
     m = sum(p[2] for p in parts)
-    cost = sum(p[0] for p in parts) / m
     grads: dict[str, np.ndarray] = {}
     for _, sums, _ in parts:
         for k, g in sums.items():
             grads[k] = grads[k] + g if k in grads else g.copy()
-    return cost, {k: (g / m).astype(model.dtype) for k, g in grads.items()}
+    return sum(p[0] for p in parts) / m, {k: (g / m).astype(model.dtype) for k, g in grads.items()}
 
 
 def dask_predict(model: Any, X: Any, proba: bool) -> Any:
@@ -364,16 +365,7 @@ def dask_predict(model: Any, X: Any, proba: bool) -> Any:
     X, _ = _aligned(model, X, None)
     model._require_built()
     n_out = model.layer_dims[-1] if proba or model.output_activation == "sigmoid" else 1
-    dtype = model.dtype if proba else (model.classes_.dtype if getattr(model, "classes_", None) is not None
-                                       else np.int64)
+    dtype = model.dtype if proba else (np.int64 if model.classes_ is None else model.classes_.dtype)
     return da.map_blocks(_predict_block, spec_of(model), host_params(model), proba, X,
                          dtype=dtype, chunks=((n_out,), X.chunks[1]))
 
-
-def dask_accuracy(model: Any, X: Any, Y: Any) -> float:
-    """The share of correct predictions over dask arrays, computed chunk by chunk on the cluster."""
-    X, Yd = _aligned(model, X, Y)
-    assert Yd is not None
-    if model.output_activation == "softmax" and Yd.shape[0] > 1:
-        Yd = Yd.argmax(axis=0).reshape(1, -1)
-    return float((dask_predict(model, X, proba=False) == Yd).mean().compute())

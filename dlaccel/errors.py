@@ -37,7 +37,8 @@ class DeviceMismatchError(DlaccelError, TypeError):
 
 
 class TrainingDivergedError(DlaccelError, RuntimeError):
-    """The cost or the parameters became NaN/Inf during ``fit``."""
+    """The cost or the parameters became NaN/Inf during ``fit``, or the cost ran away while
+    staying finite; ``iteration`` says where."""
 
     def __init__(self, message: str, iteration: int):
         super().__init__(message)

@@ -10,33 +10,58 @@ from typing import Any
 import numpy as np
 
 from ._files import atomic_write
-from .errors import DlaccelError, ModelFileError
+from .errors import ModelFileError
 
 FORMAT = "dlaccel-model"
-VERSION = 1
+VERSION = 2  # 2 added "classes"; version 1 files (none) hold class indices 0 .. k-1 or 0/1
+READABLE = (1, 2)
 _HEADER = "__dlaccel__"
 
 
-def save_model(model: Any, path: Any) -> None:
-    """Write the model as ``.npz`` through a temporary file renamed into place, so a crash or a
-    full disk never leaves a half-written model behind."""
-    params = model.parameters
-    header = {"format": FORMAT, "version": VERSION, **model.config(), "iteration": model.iteration,
-              "costs": [[int(i), float(c)] for i, c in model.costs]}
-    arrays = {_HEADER: np.array(json.dumps(header)), **params}
+_ZIP, _NPY = b"PK\x03\x04", b"\x93NUMPY"
+_SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"%PDF": "a PDF document",
+               b"PK": "a zip archive", b"\x1f\x8b": "a gzip file", b"\x80": "a Python pickle"}
+
+
+def _looks_like(head: bytes) -> str:
+    """A guess at what a file is, from its first bytes."""
+    for signature, what in _SIGNATURES.items():
+        if head.startswith(signature):
+            return what
+    if not head:
+        return "an empty file"
     try:
-        atomic_write(path, lambda f: np.savez(f, **arrays), "model")
+        text = head.decode("utf-8").lstrip()
+    except UnicodeDecodeError:
+        return "binary data of an unknown kind"
+    return "JSON text" if text[:1] in ("{", "[") else "a text file"
+
+
+def write_model_file(path: Any, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write ``header`` (JSON) and ``arrays`` as ``.npz`` through a temporary file renamed into
+    place, so a crash or a full disk never leaves a half-written model behind."""
+    stamped = {"format": FORMAT, "version": VERSION, **header}
+    everything: dict[str, Any] = {_HEADER: np.array(json.dumps(stamped)), **arrays}
+    try:
+        atomic_write(path, lambda f: np.savez(f, **everything), "model")
     except OSError as exc:
         raise ModelFileError(str(exc)) from exc
 
 
-def load_model(path: Any, backend: Any = None) -> Any:
-    """Read a model written by ``Model.save``; ``ModelFileError`` for anything else."""
-    from . import models
-
+def read_model_file(path: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and arrays of a model file; ``ModelFileError`` for anything that is not one."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
+    # np.load takes anything that is neither .npy nor .npz for a pickle and advises allow_pickle=;
+    # name what the file is instead.
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        raise ModelFileError(f"{path} cannot be read: {exc}") from exc
+    if not head.startswith((_ZIP, _NPY)):
+        raise ModelFileError(f"{path} is not a dlaccel model file (.npz); it looks like {_looks_like(head)}")
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
@@ -44,8 +69,8 @@ def load_model(path: Any, backend: Any = None) -> Any:
                 arrays = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise ModelFileError(f"{path} is not a readable .npz model file (truncated or foreign): {exc}") from exc
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        raise ModelFileError(f"{path} holds pickled objects, which dlaccel never loads: {exc}") from exc
+    except ValueError:  # an object array, which only pickle can read; dlaccel never unpickles
+        raise ModelFileError(f"{path} is not a dlaccel model file: it holds Python objects, not arrays") from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise ModelFileError(f"{path} holds a single array (.npy), not a dlaccel .npz model")
     if _HEADER not in arrays:
@@ -56,33 +81,9 @@ def load_model(path: Any, backend: Any = None) -> Any:
         raise ModelFileError(f"{path} has a corrupt header: {exc}") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a dlaccel model file")
-    if header.get("version") != VERSION:
-        raise ModelFileError(f"{path} has format version {header.get('version')}; this dlaccel reads version {VERSION}")
-    cls = {"DeepNN": models.DeepNN, "ShallowNN": models.ShallowNN, "LogisticRegression": models.LogisticRegression}
-    name = header.get("class")
-    if name not in cls:
-        raise ModelFileError(f"{path} holds an unknown model class {name!r}")
-    model: models.Model
-    layers = {"DeepNN": None, "ShallowNN": 2, "LogisticRegression": 1}[name]
-    try:
-        dims = [int(n) for n in header["layer_dims"]]
-        if len(dims) < 2 or (layers is not None and len(dims) != layers + 1):
-            raise ModelFileError(f"{path} describes layers {dims}, which a {name} cannot have")
-        common = {"output_activation": header["output_activation"], "initialization": header["initialization"],
-                  "seed": header["seed"], "dtype": header["dtype"], "backend": backend}
-        if name == "DeepNN":
-            model = models.DeepNN(dims, hidden_activation=header["hidden_activation"], **common)
-        elif name == "ShallowNN":
-            model = models.ShallowNN(dims[1], hidden_activation=header["hidden_activation"], **common)
-            model._build(dims)
-        else:
-            model = models.LogisticRegression(**common)
-            model._build(dims)
-        model.parameters = arrays
-        model.iteration = int(header.get("iteration", 0))
-        model.costs = [(int(i), float(c)) for i, c in header.get("costs", [])]
-    except ModelFileError:
-        raise
-    except (KeyError, IndexError, TypeError, ValueError, DlaccelError) as exc:
-        raise ModelFileError(f"{path} is inconsistent: {exc}") from exc
-    return model
+    if header.get("version") not in READABLE:
+        raise ModelFileError(
+            f"{path} has format version {header.get('version')}; this dlaccel reads versions "
+            f"{', '.join(map(str, READABLE))}"
+        )
+    return header, arrays

@@ -15,7 +15,8 @@ import numpy as np
 from . import _validation as v
 from .backends import Backend, get_backend
 from .backends.base import ACTIVATIONS
-from .errors import InputError, ShapeError, TrainingDivergedError
+from .errors import DlaccelError, InputError, ModelFileError, ShapeError, TrainingDivergedError
+from .io import read_model_file, write_model_file
 
 INITIALIZATIONS = ("course", "he", "xavier", "zeros")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax")
@@ -91,6 +92,9 @@ class Model:
         self.costs: list[tuple[int, float]] = []
         self.iteration = 0
         self._params: dict[str, Any] | None = None
+        # The labels the output units stand for; fixed by the first labels the model meets.
+        self.classes_: np.ndarray | None = None
+        self._classes_known = False
         if layer_dims is not None:
             self._build(v.check_layer_dims(layer_dims))
 
@@ -105,6 +109,12 @@ class Model:
         if self.output_activation == "softmax" and layer_dims[-1] < 2:
             raise InputError(f"a softmax output needs at least 2 units, got layer_dims {layer_dims}")
         self.layer_dims = layer_dims
+        if not self._classes_known:  # until labels say otherwise: class indices, or 0/1
+            n_y = layer_dims[-1]
+            if self.output_activation == "softmax":
+                self.classes_ = np.arange(n_y)
+            else:
+                self.classes_ = np.arange(2) if n_y == 1 else None  # several sigmoid units: multi-label
         if draw:
             self.reset()
 
@@ -240,24 +250,24 @@ class Model:
 
     def _prepare(self, X: Any, Y: Any | None = None) -> tuple[Any, Any]:
         """Validate and move ``X`` (and ``Y``) to the backend in the model dtype, building the
-        layers from the data when their sizes are not known yet."""
+        layers from the data when their sizes are not known yet, and fixing ``classes_`` from the
+        first labels the model meets."""
         n_x = self.layer_dims[0] if self.layer_dims else None
         if Y is None:
             X = v.check_X(X, n_x)
             self._require_built()
             return self.backend.asarray(X, dtype=self.dtype), None
         X, Y = v.check_XY(X, Y, n_x)
+        if self._classes_known:
+            classes, n_y, output = self.classes_, self._require_built_dims()[-1], self._output
+        else:
+            n_y_known = self.layer_dims[-1] if self.layer_dims else None
+            classes, n_y, output = v.find_classes(Y, n_y_known, self.output_activation)
+        T = v.labels_to_targets(Y, classes, n_y, output, self.dtype)  # checked before anything is built
         if self.layer_dims is None:
-            n_y, output = v.infer_output(Y)
-            if self.output_activation == "sigmoid":
-                n_y, output = Y.shape[0], "sigmoid"
-            elif self.output_activation == "softmax" and n_y == 1:
-                n_y, output = max(2, int(Y.max()) + 1), "softmax"
-            T = v.labels_to_targets(Y, n_y, output, self.dtype)  # checked before anything is built
             self.output_activation = output
             self._build(self._infer_layer_dims(X.shape[0], n_y))
-        else:
-            T = v.labels_to_targets(Y, self._require_built_dims()[-1], self._output, self.dtype)
+        self.classes_, self._classes_known = classes, True
         return self.backend.asarray(X, dtype=self.dtype), self.backend.asarray(T, dtype=self.dtype)
 
     # -- public API -------------------------------------------------------------------------------
@@ -278,9 +288,20 @@ class Model:
 
         The cost of iteration ``i`` (from its forward pass, before its update) is recorded in
         ``costs`` at the first iteration of this call, at every multiple of ``cost_every`` and
-        at the last iteration. At each record the cost and parameters are checked: on NaN/Inf
-        the model goes back to the parameters of the last check that passed and raises
-        :class:`TrainingDivergedError`.
+        at the last iteration. At each record the run is checked, and it has diverged when
+
+        - the cost or a parameter is NaN/Inf, or
+        - the cost ran away while staying finite: it rose above this call's first recorded cost
+          by more than a quarter of the saturation cost (the cost with every example wrong at the
+          clipping bound: ``-log(eps)`` of the dtype per example, per output unit for sigmoid
+          outputs; 9.0 for float64 with one sigmoid unit or softmax, 4.0 for float32). The course's
+          runs move by well under 1 % of that; a learning rate far too large jumps past it within
+          a few iterations.
+
+        Then the model goes back to the parameters of the last check that passed and raises
+        :class:`TrainingDivergedError` naming the iteration. Only this call's first cost is the
+        reference, so a fit continuing from a trained model (a tiny cost) is held to the same
+        absolute margin, and one that starts saturated is checked for NaN/Inf only.
 
         ``X`` as a dask array (``(n_x, m)``, chunked along the examples) trains data-parallel on a
         Dask cluster: ``client`` is a ``distributed.Client`` or a scheduler address; ``None`` takes
@@ -335,6 +356,7 @@ class Model:
         be, params = self.backend, self._require_built()
         good = {k: p.copy() for k, p in params.items()}
         start = self.iteration
+        first: float | None = None  # this call's first recorded cost: the runaway reference
         # Overflow while diverging is reported once, as TrainingDivergedError, not as warnings.
         quiet = np.errstate(over="ignore", invalid="ignore")
         with progress_reporter(progress, n_iter, type(self).__name__) as report, quiet, \
@@ -346,8 +368,10 @@ class Model:
                     cost, grads = step(record, it)
                     with critical:  # the cost record, the update and the counter move together
                         if cost is not None:
-                            if not math.isfinite(cost) or not all(be.all_finite(p) for p in params.values()):
-                                self._diverged(good, it, cost)
+                            first = cost if first is None else first
+                            problem = self._divergence(cost, first, params)
+                            if problem:
+                                self._diverged(good, it, problem, lr)
                             good = {k: p.copy() for k, p in params.items()}
                             self.costs.append((it, cost))
                         # A backend may update in place or return new arrays; both are kept.
@@ -356,32 +380,45 @@ class Model:
                     if cost is not None:
                         report(i + 1, cost)
                     if checkpoint_every is not None and self.iteration % checkpoint_every == 0 and i < n_iter - 1:
-                        self._checkpoint(checkpoint, good)
+                        self._checkpoint(checkpoint, good, lr)
             except KeyboardInterrupt:
                 if checkpoint is not None:
-                    self._checkpoint(checkpoint, good)
+                    self._checkpoint(checkpoint, good, lr)
                 raise
         if not all(be.all_finite(p) for p in params.values()):
-            self._diverged(good, self.iteration - 1, None)
+            self._diverged(good, self.iteration - 1, "the parameters became NaN/Inf", lr)
         if checkpoint is not None:
             self.save(checkpoint)
         return self
 
-    def _checkpoint(self, path: Any, good: dict[str, Any]) -> None:
+    def _checkpoint(self, path: Any, good: dict[str, Any], lr: float) -> None:
         """Save, unless the parameters went non-finite since the last check (that is divergence)."""
         if not all(self.backend.all_finite(p) for p in self._require_built().values()):
-            self._diverged(good, self.iteration - 1, None)
+            self._diverged(good, self.iteration - 1, "the parameters became NaN/Inf", lr)
         self.save(path)
 
-    def _diverged(self, good: dict[str, Any], iteration: int, cost: float | None) -> None:
+    def _allowed_rise(self) -> float:
+        """How far the cost may rise above a fit's first recorded cost: a quarter of the
+        saturation cost (every example wrong at the clipping bound ``eps`` of the dtype)."""
+        per_unit = -math.log(float(np.finfo(self.dtype).eps))
+        units = self._require_built_dims()[-1] if self._output == "sigmoid" else 1
+        return units * per_unit / 4
+
+    def _divergence(self, cost: float, first: float, params: dict[str, Any]) -> str | None:
+        """What went wrong at a record, or ``None`` when the run is healthy."""
+        if not math.isfinite(cost):
+            return f"the cost became {cost}"
+        if not all(self.backend.all_finite(p) for p in params.values()):
+            return "the parameters became NaN/Inf"
+        if cost > first + self._allowed_rise():
+            return f"the cost ran away from {first:.4g} to {cost:.4g}"
+        return None
+
+    def _diverged(self, good: dict[str, Any], iteration: int, what: str, lr: float) -> None:
         self._params = good
-        if cost is not None and not math.isfinite(cost):
-            what = f"the cost became {cost}"
-        else:
-            what = "the parameters became NaN/Inf"
         raise TrainingDivergedError(
             f"training diverged at iteration {iteration}: {what}; the model keeps the parameters of its "
-            "last finite check. Try a smaller learning_rate.",
+            f"last good check. Lower the learning rate (it was {lr:g}).",
             iteration,
         )
 
@@ -397,35 +434,42 @@ class Model:
         return np.asarray(self.backend.to_numpy(AL))
 
     def predict(self, X: Any) -> np.ndarray:
-        """Labels of shape ``(1, m)``: 0/1 for a sigmoid output (``AL > 0.5``), class indices for
-        softmax. A sigmoid output of several units (multi-label) gives ``(n_y, m)``."""
+        """Labels of shape ``(1, m)``, from ``classes_``: the labels the model was fitted on (0/1
+        or class indices when it was fitted on those, or on one-hot targets). Sigmoid outputs
+        threshold at 0.5, softmax takes the most probable class. A sigmoid output of several units
+        (multi-label) gives 0/1 of shape ``(n_y, m)``."""
         from .distributed import dask_predict, is_dask_array
 
         if is_dask_array(X):
             return dask_predict(self, X, proba=False)
         P = self.predict_proba(X)
         if self.output_activation == "softmax":
-            return P.argmax(axis=0).reshape(1, -1)
-        return (P > 0.5).astype(np.int64)
+            index = P.argmax(axis=0).reshape(1, -1)
+        else:
+            index = (P > 0.5).astype(np.int64)
+        return index if self.classes_ is None else self.classes_[index]
 
     def accuracy(self, X: Any, Y: Any) -> float:
-        """The share of examples whose predicted label matches ``Y`` (labels or one-hot)."""
-        from .distributed import dask_accuracy, is_dask_array
+        """The share of examples whose predicted label matches ``Y`` (labels among ``classes_``,
+        or one-hot columns); for several sigmoid units, the share of matching 0/1 entries."""
+        from .distributed import dask_sums, is_dask_array
 
         if is_dask_array(X):
-            return dask_accuracy(self, X, Y)
-        X, Y = v.check_XY(X, Y, self.layer_dims[0] if self.layer_dims else None)
-        Y = v.to_host(Y)
-        if self.output_activation == "softmax" and Y.shape[0] > 1:
-            Y = Y.argmax(axis=0).reshape(1, -1)
-        return float((self.predict(X) == Y).mean())
+            return dask_sums(self, X, Y, "accuracy")[0]
+        self._require_built()
+        X, T = self._prepare(X, Y)
+        AL, _ = self._forward(X)
+        P, T = np.asarray(self.backend.to_numpy(AL)), np.asarray(self.backend.to_numpy(T))
+        if self.output_activation == "softmax":
+            return float((P.argmax(axis=0) == T.argmax(axis=0)).mean())
+        return float(((P > 0.5) == (T > 0.5)).mean())
 
     def gradients(self, X: Any, Y: Any) -> dict[str, np.ndarray]:
         """The backprop gradients ``{"dW1", "db1", ...}`` at the current parameters, as NumPy arrays."""
         from .distributed import dask_sums, is_dask_array
 
         if is_dask_array(X):
-            return dask_sums(self, X, Y, with_grads=True)[1]
+            return dask_sums(self, X, Y, "grads")[1]
         X, Y = self._prepare(X, Y)
         _, grads = self._step(X, Y, with_cost=False)
         return {k: np.asarray(self.backend.to_numpy(g)) for k, g in grads.items()}
@@ -435,7 +479,7 @@ class Model:
         from .distributed import dask_sums, is_dask_array
 
         if is_dask_array(X):
-            return dask_sums(self, X, Y, with_grads=False)[0]
+            return dask_sums(self, X, Y, "cost")[0]
         X, Y = self._prepare(X, Y)
         AL, _ = self._forward(X)
         return self.backend.compute_cost(AL, Y, self.loss)
@@ -450,6 +494,8 @@ class Model:
             "initialization": self.initialization,
             "seed": self.seed,
             "dtype": self.dtype.name,
+            "classes": None if self.classes_ is None else self.classes_.tolist(),
+            "classes_dtype": None if self.classes_ is None else self.classes_.dtype.str,
         }
 
     @classmethod
@@ -473,13 +519,31 @@ class Model:
         model._build(dims, draw=parameters is None)
         if parameters is not None:
             model.parameters = parameters
+        if "classes" in config:  # else (files of format version 1) the defaults the layers imply
+            model.classes_ = model._checked_classes(config["classes"], config["classes_dtype"])
+        model._classes_known = True
         return model
+
+    def _checked_classes(self, values: Any, dtype: Any) -> np.ndarray | None:
+        """Stored classes, checked against the output layer."""
+        n_y, output = self._require_built_dims()[-1], self._output
+        if values is None:
+            if output == "sigmoid" and n_y > 1:  # multi-label
+                return None
+            raise InputError(f"classes are missing for a {output} output of {n_y} units")
+        if np.dtype(dtype).kind not in "iuf":
+            raise InputError(f"classes must be numbers, got dtype {dtype}")
+        classes = np.asarray(values, dtype=dtype)
+        expected = 2 if output == "sigmoid" else n_y
+        if classes.shape != (expected,) or not (np.diff(classes) > 0).all():
+            raise InputError(f"classes {values} do not fit the output layer: expected {expected} sorted labels")
+        return classes
 
     def save(self, path: Any) -> None:
         """Write the model to ``path`` as ``.npz`` (no pickle), atomically."""
-        from .io import save_model
-
-        save_model(self, path)
+        header = {**self.config(), "iteration": self.iteration,
+                  "costs": [[int(i), float(c)] for i, c in self.costs]}
+        write_model_file(path, header, self.parameters)
 
     def __repr__(self) -> str:
         dims = self.layer_dims if self.layer_dims is not None else "unfitted"
@@ -560,3 +624,18 @@ class LogisticRegression(Model):
 MODEL_CLASSES: dict[str, type[Model]] = {
     "DeepNN": DeepNN, "ShallowNN": ShallowNN, "LogisticRegression": LogisticRegression,
 }
+
+
+def load_model(path: Any, backend: str | Backend | None = None) -> Model:
+    """Read a model written by :meth:`Model.save`; ``ModelFileError`` for anything else."""
+    header, arrays = read_model_file(path)
+    name = header.get("class")
+    if name not in MODEL_CLASSES:
+        raise ModelFileError(f"{path} holds an unknown model class {name!r}")
+    try:
+        model = Model.from_config(header, parameters=arrays, backend=backend)
+        model.iteration = int(header.get("iteration", 0))
+        model.costs = [(int(i), float(c)) for i, c in header.get("costs", [])]
+    except (KeyError, IndexError, TypeError, ValueError, DlaccelError) as exc:
+        raise ModelFileError(f"{path} is inconsistent: {exc}") from exc
+    return model

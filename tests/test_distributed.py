@@ -198,13 +198,13 @@ def test_checkpoint_every_writes_as_it_goes(tmp_path, monkeypatch):
     X, Y = datasets.planar(m=100)
     path = tmp_path / "run.npz"
     seen = []
-    save = dlaccel.io.save_model
+    write = dlaccel.models.write_model_file
 
-    def spy(model, p):
-        save(model, p)
+    def spy(p, header, arrays):
+        write(p, header, arrays)
         seen.append(dlaccel.load(p).iteration)
 
-    monkeypatch.setattr(dlaccel.io, "save_model", spy)
+    monkeypatch.setattr(dlaccel.models, "write_model_file", spy)
     dlaccel.ShallowNN(3, seed=0).fit(X, Y, num_iterations=25, checkpoint=path, checkpoint_every=10)
     assert seen == [10, 20, 25]
     with pytest.raises(dlaccel.InputError, match="checkpoint"):

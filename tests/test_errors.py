@@ -58,7 +58,7 @@ def test_rank_1_and_non_2d_inputs_to_fit(data):
     X, Y = data
     model = dlaccel.ShallowNN(3, seed=0)
     with pytest.raises(dlaccel.ShapeError, match=r"reshape"):
-        model.fit(X, Y.ravel(), num_iterations=1)
+        model.fit(X.ravel(), Y, num_iterations=1)  # a 1-D Y is fine (labels), a 1-D X is not
     with pytest.raises(dlaccel.ShapeError, match=r"\(n_x, m\)"):
         model.fit(X[None], Y, num_iterations=1)
 
@@ -101,8 +101,14 @@ def test_labels_outside_the_classes(data):
         dlaccel.DeepNN([2, 3, 1]).fit(X, Y * 2.0 - 0.5, num_iterations=1)
     with pytest.raises(dlaccel.InputError, match=r"\[0, 2\]"):
         dlaccel.DeepNN([2, 3, 3]).fit(X, (Y * 3).astype(int), num_iterations=1)
-    with pytest.raises(dlaccel.InputError, match="whole numbers"):
+    with pytest.raises(dlaccel.InputError, match="whole-number"):
         dlaccel.DeepNN([2, 3, 3]).fit(X, Y * 1.5, num_iterations=1)
+    with pytest.raises(dlaccel.InputError, match=r"3 units.*\[0, 5\]"):
+        dlaccel.DeepNN([2, 3, 3]).fit(X, Y * 5, num_iterations=1)
+    with pytest.raises(dlaccel.InputError, match=r"two classes.*\[0, 1, 2\]"):
+        dlaccel.DeepNN([2, 3, 1]).fit(X, np.arange(40) % 3, num_iterations=1)
+    with pytest.raises(dlaccel.InputError, match="soft targets"):
+        dlaccel.DeepNN([2, 3, 3]).fit(X, Y * 0.5, num_iterations=1)
     with pytest.raises(dlaccel.ShapeError, match="n_y = 3"):
         dlaccel.DeepNN([2, 3, 3]).fit(X, np.vstack([Y, Y]), num_iterations=1)
 
@@ -115,7 +121,7 @@ def test_labels_outside_the_classes(data):
 def test_a_failed_first_fit_builds_nothing(data, make):
     X, Y = data
     model = make()
-    bad = [(Y * 3).astype(int) - 1, Y * 2.5]  # negative labels; neither 0/1 nor class indices
+    bad = [Y * 0 + 7, Y * 2.5]  # a single class; neither whole-number labels nor probabilities
     for Y_bad in bad:
         with pytest.raises(dlaccel.InputError):
             model.fit(X, Y_bad, num_iterations=1)
