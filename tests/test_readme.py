@@ -28,6 +28,8 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     commented = re.search(r"accuracy\(X, Y\):\.0%\}\"\)\s*# accuracy (\d+)%", README)
     assert commented and commented[1] == printed[1]
     assert (tmp_path / "flower.npz").is_file()
+    distributed = re.search(r"distributed: ([\d.]+)% correct after (\d+) iterations", text)
+    assert distributed and float(distributed[1]) > 90 and distributed[2] == "40"
 
 
 def test_readme_commands_use_extras_that_exist():
