@@ -279,9 +279,14 @@ class ShardedData:
                 parts = self._run(host, with_cost)
                 break
             except Exception as exc:
-                if not self._recoverable(exc) or attempt == MAX_RETRIES:
+                if not self._recoverable(exc):
+                    raise
+                if attempt == MAX_RETRIES or any(f.status in ("cancelled", "error", "lost") for f in self.futures):
                     raise self._lost(exc, iteration) from exc
-                self._regroup()
+                try:
+                    self._regroup()
+                except Exception as again:
+                    raise self._lost(again, iteration) from exc
         total_cost, grads = 0.0, None
         for cost, sums in parts:  # shard order, whatever the grouping
             if cost is not None:
@@ -314,11 +319,9 @@ class ShardedData:
     def _recoverable(exc: BaseException) -> bool:
         """Whether ``exc`` says workers or their data went away (worth regrouping and retrying)."""
         return isinstance(exc, OSError) or type(exc).__name__ in (
-            "KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError")
+            "KilledWorker", "CommClosedError", "FutureCancelledError", "FuturesCancelledError", "CancelledError")
 
-    def _lost(self, exc: BaseException, iteration: int) -> Exception:
-        if not self._recoverable(exc):
-            return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+    def _lost(self, exc: BaseException, iteration: int) -> WorkerLostError:
         try:
             now = set(self.client.scheduler_info(n_workers=-1)["workers"])
         except Exception:

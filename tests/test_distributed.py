@@ -150,15 +150,18 @@ def test_a_killed_worker_costs_time_not_results(client):
     undisturbed = dlaccel.ShallowNN(4, seed=2).fit(Xd, Y, num_iterations=60, client=client)
     victim = sorted(client.scheduler_info()["workers"])[0]
     killed = threading.Event()
+    disturbed = dlaccel.ShallowNN(4, seed=2)
 
-    def kill_later():
-        time.sleep(0.3)
+    def kill_once_training():
+        deadline = time.monotonic() + 60
+        while disturbed.iteration < 5 and time.monotonic() < deadline:
+            time.sleep(0.005)
         client.run(os._exit, 1, workers=[victim], on_error="ignore")
         killed.set()
 
-    killer = threading.Thread(target=kill_later)
+    killer = threading.Thread(target=kill_once_training)
     killer.start()
-    disturbed = dlaccel.ShallowNN(4, seed=2).fit(Xd, Y, num_iterations=60, client=client)
+    disturbed.fit(Xd, Y, num_iterations=60, client=client)
     killer.join()
     assert killed.is_set()
     for k, p in undisturbed.parameters.items():
@@ -303,3 +306,31 @@ def test_every_generator_takes_chunks(name):
     assert 0.3 < Yc.mean() < 0.7
     with pytest.raises(dlaccel.InputError, match="add up to m = 1000"):
         datasets.LOADERS[name](m=1000, chunks=(400, 500))
+
+
+def test_lost_data_that_cannot_be_recomputed_is_a_typed_error(client):
+    X, Y = datasets.planar(m=2000)
+    workers = sorted(client.scheduler_info()["workers"])
+    # Chunks scattered by hand exist only in worker memory: nothing can recompute them.
+    parts = [client.scatter(X[:, j:j + 500], workers=[workers[(j // 500) % 2]]) for j in range(0, 2000, 500)]
+    Xd = da.concatenate([da.from_delayed(p, shape=(2, 500), dtype=X.dtype) for p in parts], axis=1)
+    model = dlaccel.ShallowNN(4, seed=2)
+    victim = workers[0]
+
+    def kill_once_training():
+        deadline = time.monotonic() + 60
+        while model.iteration < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        client.run(os._exit, 1, workers=[victim], on_error="ignore")
+
+    killer = threading.Thread(target=kill_once_training)
+    killer.start()
+    with pytest.raises(dlaccel.WorkerLostError) as info:
+        model.fit(Xd, Y, num_iterations=100_000, client=client)
+    killer.join()
+    assert info.value.iteration == model.iteration > 0
+    assert victim in str(info.value)
+    expected = dlaccel.ShallowNN(4, seed=2).fit(X, Y, num_iterations=model.iteration)
+    for k, p in expected.parameters.items():
+        np.testing.assert_allclose(model.parameters[k], p, rtol=1e-9)
+    client.wait_for_workers(2, timeout=30)
