@@ -359,7 +359,8 @@ class Model:
         first: float | None = None  # this call's first recorded cost: the runaway reference
         # Overflow while diverging is reported once, as TrainingDivergedError, not as warnings.
         quiet = np.errstate(over="ignore", invalid="ignore")
-        with progress_reporter(progress, n_iter, type(self).__name__) as report, quiet, \
+        waiting = getattr(be, "first_call_note", None)  # e.g. Numba compiling its kernels
+        with progress_reporter(progress, n_iter, type(self).__name__, waiting) as report, quiet, \
                 deferred_interrupts() as critical:
             try:
                 for i in range(n_iter):

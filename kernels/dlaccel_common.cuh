@@ -60,12 +60,13 @@ __device__ __forceinline__ real sigmoid_(real z) {
     return z >= real(0) ? s : e * s;
 }
 
-// A = g(Z). NaN propagates (relu written as z < 0 ? 0 : z), so divergence stays visible.
+// A = g(Z), value for value what the NumPy backend gives: NaN propagates (divergence stays
+// visible) and relu(-0) is +0, as np.maximum(Z, 0) has it.
 template <int ACT>
 __device__ __forceinline__ real act_forward(real z) {
     if (ACT == ACT_SIGMOID) return sigmoid_(z);
     if (ACT == ACT_TANH) return tanh_(z);
-    if (ACT == ACT_RELU) return z < real(0) ? real(0) : z;
+    if (ACT == ACT_RELU) return (z > real(0) || z != z) ? z : real(0);
     if (ACT == ACT_LEAKY_RELU) return z > real(0) ? z : z * real(DLACCEL_LEAKY_SLOPE);
     return z;  // ACT_LINEAR
 }
@@ -77,13 +78,15 @@ __device__ __forceinline__ constexpr bool derivative_uses_A() {
 }
 
 // dZ = dA * g'(Z); `v` is A for sigmoid and tanh, Z otherwise.
-//   sigmoid: g' = A (1 - A);  tanh: g' = 1 - A^2;  relu: g' = [Z > 0];
+//   sigmoid: g' = A (1 - A);  tanh: g' = 1 - A^2;  relu: g' = [Z > 0] (so relu'(0) = 0);
 //   leaky_relu: g' = 1 if Z > 0 else slope;  linear: g' = 1.
+// relu multiplies by the 0/1 mask instead of selecting, as NumPy's dA * (Z > 0) does: a NaN or
+// inf in dA then gives NaN where Z <= 0 rather than vanishing into a 0.
 template <int ACT>
 __device__ __forceinline__ real act_backward(real dA, real v) {
     if (ACT == ACT_SIGMOID) return dA * (v * (real(1) - v));
     if (ACT == ACT_TANH) return dA * (real(1) - v * v);
-    if (ACT == ACT_RELU) return v > real(0) ? dA : real(0);
+    if (ACT == ACT_RELU) return dA * real(v > real(0) ? 1 : 0);
     if (ACT == ACT_LEAKY_RELU) return v > real(0) ? dA : dA * real(DLACCEL_LEAKY_SLOPE);
     return dA;  // ACT_LINEAR
 }

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dlaccel
-from dlaccel.backends import REGISTRY, cupy_gpu
+from dlaccel.backends import REGISTRY
 from dlaccel.backends.cupy_gpu import CupyBackend
 
 from . import cuda_emulator
@@ -19,12 +19,25 @@ def tol(dtype) -> dict:
     return TOL[np.dtype(dtype).type]
 
 
-@pytest.fixture(params=list(REGISTRY), ids=list(REGISTRY))
+# Every registered backend, and the cupy backend's wrappers and kernels on the CPU emulator (a
+# GPU machine runs the real "cupy" parameter; gpu_check deselects "emulated" there).
+EMULATED_CUPY = "emulated-cupy"
+
+
+@pytest.fixture(params=[*REGISTRY, EMULATED_CUPY], ids=[*REGISTRY, EMULATED_CUPY])
 def backend(request):
+    if request.param == EMULATED_CUPY:
+        return request.getfixturevalue("emulated")  # skips with the emulator's reason
     info = dlaccel.available_backends()[request.param]
     if not info["available"]:
         pytest.skip(f"{request.param}: {info['reason']}")
     return dlaccel.get_backend(request.param)
+
+
+def on_emulator(backend) -> bool:
+    """Whether ``backend`` is the emulated cupy backend, whose every kernel launch starts hundreds of
+    CPU threads: long training runs give it fewer iterations."""
+    return backend.name == "cupy" and backend.xp is np
 
 
 @pytest.fixture
@@ -59,12 +72,5 @@ def emulated_kernels(tmp_path_factory):
 def emulated(monkeypatch, emulated_kernels):
     """A CupyBackend whose kernels run on the CPU emulator, on NumPy arrays; kernel outputs are
     poisoned with NaN. Patched on the class, so every CupyBackend made during the test is one."""
-    monkeypatch.setattr(cupy_gpu, "cupy", cuda_emulator.numpy_cupy())
-    monkeypatch.setattr(CupyBackend, "xp", np)
-    monkeypatch.setattr(cupy_gpu, "THREADS", cuda_emulator.EMU_THREADS)
-    monkeypatch.setattr(cupy_gpu, "MAX_GRID_Y", 3)  # rows beyond gridDim.y take the grid-stride path
-    monkeypatch.setattr(CupyBackend, "_function", lambda self, filename, kernel, dtype: emulated_kernels(
-        filename, kernel, dtype))
-    monkeypatch.setattr(CupyBackend, "_sm_count", lambda self: 2)
-    monkeypatch.setattr(CupyBackend, "_empty", lambda self, shape, dtype: np.full(shape, np.nan, dtype=dtype))
+    cuda_emulator.patch_backend(monkeypatch.setattr, emulated_kernels)
     return CupyBackend()

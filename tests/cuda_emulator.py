@@ -1,8 +1,10 @@
 """A CPU emulator for the CUDA kernels in ``kernels/``, and a stand-in for CuPy built on NumPy.
 
-The .cu sources are compiled as C++ with a shim that runs each block as real threads (one
-std::thread per CUDA thread, std::barrier for __syncthreads and the warp shuffles), so the
-indexing, tiling, grid-stride loops and reductions run as written. The cupy backend's own wrappers
+The .cu sources are compiled as C++ with a shim that runs every block of a launch at once as real
+threads (one std::thread per CUDA thread, std::barrier for __syncthreads and the warp shuffles,
+per-block __shared__ memory, atomicAdd, float32 flush-to-zero as CuPy compiles), so the indexing,
+tiling, grid-stride loops and reductions run as written, and races between blocks are real ones
+(reported under -fsanitize=thread: see SANITIZERS). The cupy backend's own wrappers
 drive them through the stand-in (NumPy arrays), and every kernel argument is checked against the
 C signature: on a GPU a wrong scalar type is silent garbage.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dlaccel.backends import cupy_gpu
+from dlaccel.backends.cupy_gpu import CupyBackend
 
 
 def unavailable_reason() -> str | None:
@@ -35,53 +38,104 @@ def unavailable_reason() -> str | None:
 
 _SHIM = r"""
 #include <math.h>
+#include <string.h>
+#include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <random>
 #include <thread>
 #include <vector>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 struct emu_dim3 { unsigned x = 1, y = 1, z = 1; };
+// What the threads of one block share; one per block, so that blocks can run at the same time.
+struct emu_block {
+    explicit emu_block(unsigned threads) : sync(threads), slots(threads) {
+        for (unsigned w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<std::barrier<>>(32));
+    }
+    std::barrier<> sync;
+    std::vector<std::unique_ptr<std::barrier<>>> warps;
+    std::vector<double> slots;  // __shfl_down_sync's exchange
+    std::mutex shared_lock;
+    std::map<int, std::unique_ptr<unsigned char[]>> shared;  // __shared__ variables, by declaration
+};
 static thread_local emu_dim3 threadIdx, blockIdx;
+static thread_local emu_block* emu_this_block = nullptr;
 static emu_dim3 blockDim, gridDim;
-static std::barrier<>* emu_block_barrier = nullptr;
-static std::vector<std::barrier<>*> emu_warp_barriers;
-static double emu_slots[1024];
+static unsigned long long emu_launch_count = 0;
 #define __global__
 #define __device__
 #define __forceinline__ inline
 #define __restrict__ __restrict
-#define __shared__ static
-inline void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
+// `__shared__ T name[N];` is rewritten (see build_emulated) to a reference into this block's copy,
+// filled with 0xff bytes (NaN as a double or float) as unwritten shared memory must not be read.
+template <class T, int ID>
+T& emu_shared() {
+    emu_block* b = emu_this_block;
+    std::lock_guard<std::mutex> hold(b->shared_lock);
+    std::unique_ptr<unsigned char[]>& p = b->shared[ID];
+    if (!p) {
+        p.reset(new unsigned char[sizeof(T)]);
+        memset(p.get(), 0xff, sizeof(T));
+    }
+    return *reinterpret_cast<T*>(p.get());
+}
+inline void __syncthreads() { emu_this_block->sync.arrive_and_wait(); }
 inline double __shfl_down_sync(unsigned, double v, int offset) {
     const unsigned t = threadIdx.x, lane = t & 31u;
-    std::barrier<>* warp = emu_warp_barriers[t >> 5];
-    emu_slots[t] = v;
+    emu_block* b = emu_this_block;
+    std::barrier<>* warp = b->warps[t >> 5].get();
+    b->slots[t] = v;
     warp->arrive_and_wait();
-    const double r = lane + offset < 32 ? emu_slots[t + offset] : v;
+    const double r = lane + offset < 32 ? b->slots[t + offset] : v;
     warp->arrive_and_wait();
     return r;
 }
+// CUDA's atomicAdd (float, double, int, ...): a real atomic read-modify-write, returning the old value.
+template <class T>
+inline T atomicAdd(T* address, T v) { return std::atomic_ref<T>(*address).fetch_add(v); }
+// CuPy compiles with -ftz=true: float arithmetic flushes subnormal inputs and results to zero. The
+// float modules (EMU_FTZ) set the SSE flags that do the same on the CPU (they also cover the double
+// accumulators there, whose exact sums of floats never come near double's subnormal range).
+static void emu_thread_start() {
+#if defined(EMU_FTZ) && defined(__SSE__)
+    _mm_setcsr(_mm_getcsr() | 0x8040u);  // FTZ (bit 15) and DAZ (bit 6)
+#endif
+}
+// Every block of the grid runs at once, as on a GPU with room for them all, and their threads are
+// started in a shuffled block order: a kernel whose blocks race (a plain += into a slot that several
+// blocks share) loses updates or shows under -fsanitize=thread, instead of being summed in order.
 static void emu_launch(unsigned gx, unsigned gy, unsigned bx, const std::function<void()>& body) {
     gridDim = {gx, gy, 1};
     blockDim = {bx, 1, 1};
-    for (unsigned by = 0; by < gy; ++by) {
-        for (unsigned bxi = 0; bxi < gx; ++bxi) {
-            std::barrier<> block(bx);
-            std::vector<std::unique_ptr<std::barrier<>>> warps;
-            emu_warp_barriers.clear();
-            for (unsigned w = 0; w < bx / 32; ++w) {
-                warps.push_back(std::make_unique<std::barrier<>>(32));
-                emu_warp_barriers.push_back(warps.back().get());
-            }
-            emu_block_barrier = &block;
-            std::vector<std::thread> threads;
-            for (unsigned t = 0; t < bx; ++t)
-                threads.emplace_back([&, t] { threadIdx = {t, 0, 0}; blockIdx = {bxi, by, 0}; body(); });
-            for (auto& th : threads) th.join();
-        }
+    std::vector<emu_dim3> order;
+    for (unsigned by = 0; by < gy; ++by)
+        for (unsigned bxi = 0; bxi < gx; ++bxi) order.push_back({bxi, by, 0});
+    std::mt19937_64 rng(0x9e3779b97f4a7c15ull + emu_launch_count++);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<std::unique_ptr<emu_block>> blocks;
+    std::vector<std::thread> threads;
+    for (const emu_dim3& id : order) {
+        blocks.push_back(std::make_unique<emu_block>(bx));
+        emu_block* block = blocks.back().get();
+        for (unsigned t = 0; t < bx; ++t)
+            threads.emplace_back([&body, block, id, t] {
+                emu_thread_start();
+                threadIdx = {t, 0, 0};
+                blockIdx = id;
+                emu_this_block = block;
+                body();
+            });
     }
+    for (auto& th : threads) th.join();
 }
 """
+_SHARED = re.compile(r"__shared__\s+(\w+)\s+(\w+)\s*\[(\w+)\]\s*;")
 EMU_THREADS = 64  # 2 warps per block keeps the emulator quick and still exercises block_sum
 _SIGNATURE = re.compile(r'extern "C" void (\w+)\s*\(([^)]*)\)\s*\{')
 
@@ -119,10 +173,21 @@ class EmulatedKernel:
         self.function(grid[0], grid[1], block[0], *converted)
 
 
-def build_emulated(tmp: Path, filename: str, dtype) -> dict[str, EmulatedKernel]:
+def emulated_source(filename: str) -> str:
+    """The kernel source with each ``__shared__`` array made per block (see emu_shared)."""
+    source, count = _SHARED.subn(r"\1 (&\2)[\3] = emu_shared<\1[\3], __COUNTER__>();", cupy_gpu.kernel_source(filename))
+    assert "__shared__" not in source, f"{filename}: a __shared__ declaration the emulator cannot rewrite"
+    return source
+
+
+def build_emulated(tmp: Path, filename: str, dtype, flags: tuple[str, ...] = (),
+                   source: str | None = None) -> dict[str, EmulatedKernel]:
+    """Compiles ``filename`` from kernels/ (or the CUDA ``source`` given, named ``filename``)."""
     options = [o for o in cupy_gpu.compile_options(dtype) if o.startswith("-D")]
+    if np.dtype(dtype) == np.float32:
+        options.append("-DEMU_FTZ")
     tu = tmp / f"{filename}.{np.dtype(dtype).name}.cpp"
-    tu.write_text(_SHIM + cupy_gpu.kernel_source(filename))
+    tu.write_text(_SHIM + (emulated_source(filename) if source is None else source))
     pre = subprocess.run(["g++", "-std=c++20", "-E", "-P", *options, str(tu)], capture_output=True, text=True)
     assert pre.returncode == 0, pre.stderr
     kernels = {}
@@ -137,10 +202,10 @@ def build_emulated(tmp: Path, filename: str, dtype) -> dict[str, EmulatedKernel]
         call = ", ".join(p for _, p in parsed)
         wrappers.append(f'extern "C" void emu_{name}(unsigned gx, unsigned gy, unsigned bx, {params}) '
                         f"{{ emu_launch(gx, gy, bx, [&] {{ {name}({call}); }}); }}")
-    assert set(kernels) == set(cupy_gpu.kernel_names(filename))
+    assert source is not None or set(kernels) == set(cupy_gpu.kernel_names(filename))
     tu.write_text(tu.read_text() + "\n" + "\n".join(wrappers) + "\n")
     lib_path = tu.with_suffix(".so")
-    build = subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w", *options,
+    build = subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w", *flags, *options,
                             "-o", str(lib_path), str(tu)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     lib = ctypes.CDLL(str(lib_path))
@@ -150,14 +215,26 @@ def build_emulated(tmp: Path, filename: str, dtype) -> dict[str, EmulatedKernel]
 class KernelEmulator:
     """Builds each (file, dtype) module once, on first use, into ``tmp``."""
 
-    def __init__(self, tmp: Path):
-        self.tmp, self.modules = tmp, {}
+    def __init__(self, tmp: Path, flags: tuple[str, ...] = ()):
+        self.tmp, self.flags, self.modules = tmp, flags, {}
 
     def __call__(self, filename: str, kernel: str, dtype) -> EmulatedKernel:
         key = (filename, np.dtype(dtype))
         if key not in self.modules:
-            self.modules[key] = build_emulated(self.tmp, filename, dtype)
+            self.modules[key] = build_emulated(self.tmp, filename, dtype, self.flags)
         return self.modules[key][kernel]
+
+
+def patch_backend(setattr_, kernels: KernelEmulator) -> None:
+    """Makes every CupyBackend run its kernels on ``kernels``, on NumPy arrays, with kernel outputs
+    poisoned with NaN. ``setattr_`` is pytest's ``monkeypatch.setattr`` (or plain ``setattr``)."""
+    setattr_(cupy_gpu, "cupy", numpy_cupy())
+    setattr_(CupyBackend, "xp", np)
+    setattr_(cupy_gpu, "THREADS", EMU_THREADS)
+    setattr_(cupy_gpu, "MAX_GRID_Y", 3)  # rows beyond gridDim.y take the grid-stride path
+    setattr_(CupyBackend, "_function", lambda self, filename, kernel, dtype: kernels(filename, kernel, dtype))
+    setattr_(CupyBackend, "_sm_count", lambda self: 2)
+    setattr_(CupyBackend, "_empty", lambda self, shape, dtype: np.full(shape, np.nan, dtype=dtype))
 
 
 class _DeviceArray(np.ndarray):
@@ -224,3 +301,97 @@ def numpy_cupy() -> types.ModuleType:
     )
     fake.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
     return fake
+
+
+# -- sanitizers: the kernels built with -fsanitize=..., driven in a child process ------------------
+
+SANITIZERS = {
+    # name: (g++ flags, runtimes to preload into Python, the dtype run, environment)
+    "thread": (("-fsanitize=thread", "-g"), ("libtsan.so",), np.float64,
+               {"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"}),
+    "address,undefined": (("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"),
+                          ("libasan.so", "libubsan.so"), np.float32,
+                          {"ASAN_OPTIONS": "detect_leaks=0 halt_on_error=1"}),
+}
+
+# A kernel whose blocks all add into one slot: racy with `+=`, exact with atomicAdd.
+RACE_SOURCE = """
+typedef long long index_t;
+extern "C" __global__ void slot_sum(double* __restrict__ slot, int atomic) {
+    if (threadIdx.x == 0) {
+        if (atomic) atomicAdd(slot, 1.0);
+        else *slot += 1.0;
+    }
+}
+"""
+
+
+def sanitizer_command(name: str, tmp: Path, workload: str = "kernels") -> tuple[list[str], dict] | str:
+    """The command and environment that run ``workload`` under sanitizer ``name``, or why it can't."""
+    import os
+    import sys
+
+    flags, runtimes, _, env = SANITIZERS[name]
+    paths = []
+    for runtime in runtimes:
+        found = subprocess.run(["g++", "-print-file-name=" + runtime], capture_output=True, text=True).stdout.strip()
+        if not Path(found).is_absolute() or not Path(found).exists():
+            return f"g++ has no {runtime}: no -fsanitize={name} run"
+        paths.append(found)
+    env = {**os.environ, **env, "LD_PRELOAD": " ".join(paths), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    probe = subprocess.run([sys.executable, "-c", "pass"], env=env, capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"Python does not start with {runtimes[0]} preloaded: {probe.stderr.strip()[-200:]}"
+    return [sys.executable, "-m", "tests.cuda_emulator", name, workload, str(tmp)], env
+
+
+def _run_kernels(name: str, tmp: Path) -> None:
+    """Every kernel, through the backend's own wrappers, on shapes with ragged tails, several
+    column chunks and more rows than gridDim.y; each result checked against NumPy."""
+    from dlaccel.backends.base import ACTIVATIONS, LOSSES
+    from dlaccel.backends.numpy_backend import NumpyBackend
+
+    flags, _, dtype, _ = SANITIZERS[name]
+    patch_backend(setattr, KernelEmulator(tmp, flags))
+    be, ref, rng = CupyBackend(), NumpyBackend(), np.random.default_rng(0)
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    for n, n_prev, m in [(7, 4, 37), (2, 3, 600)]:
+        A_prev, W, b, dA = (rng.standard_normal(s).astype(dtype) for s in ((n_prev, m), (n, n_prev), (n, 1), (n, m)))
+        for activation in ACTIVATIONS:
+            A, cache = be.linear_activation_forward(A_prev, W, b, activation)
+            A_ref, cache_ref = ref.linear_activation_forward(A_prev, W, b, activation)
+            np.testing.assert_allclose(A, A_ref, rtol=rtol, atol=rtol)
+            np.testing.assert_allclose(be.activation_backward(dA, cache_ref.Z, activation),
+                                       ref.activation_backward(dA, cache_ref.Z, activation), rtol=rtol, atol=rtol)
+            for g, w in zip(be.linear_activation_backward(dA, cache, activation),
+                            ref.linear_activation_backward(dA, cache_ref, activation)):
+                np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol)
+        AL = rng.uniform(0, 1, (n, m)).astype(dtype)
+        Y = (rng.uniform(0, 1, (n, m)) > 0.5).astype(dtype)
+        for loss in LOSSES:
+            assert abs(be.compute_cost(AL, Y, loss) - ref.compute_cost(AL, Y, loss)) <= rtol * 10 * (1 + abs(
+                ref.compute_cost(AL, Y, loss))), loss
+            np.testing.assert_allclose(be.output_backward(AL, Y, loss), AL - Y, rtol=rtol, atol=rtol)
+        P, G = dA.copy(), A_prev[:1].repeat(n, axis=0).copy()
+        want = P - dtype(0.1) * G
+        be.update_parameters({"W": P}, {"dW": G}, 0.1)
+        np.testing.assert_allclose(P, want, rtol=rtol, atol=rtol)
+
+
+def run_slot_sum(tmp: Path, blocks: int, atomic: bool, flags: tuple[str, ...] = ()) -> float:
+    """RACE_SOURCE's kernel over ``blocks`` blocks: ``blocks`` when the additions are atomic."""
+    kernel = build_emulated(tmp, "slot_sum.cu", np.float64, flags, source=RACE_SOURCE)["slot_sum"]
+    slot = np.zeros(1)
+    kernel((blocks,), (EMU_THREADS,), (slot, np.int32(atomic)))
+    return float(slot[0])
+
+
+if __name__ == "__main__":  # python -m tests.cuda_emulator SANITIZER kernels|race TMP (see sanitizer_command)
+    import sys
+
+    sanitizer, workload, directory = sys.argv[1:4]
+    if workload == "kernels":
+        _run_kernels(sanitizer, Path(directory))
+    else:
+        print(run_slot_sum(Path(directory), 8, workload == "atomic", SANITIZERS[sanitizer][0]))
+    print("workload done")

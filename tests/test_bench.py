@@ -332,3 +332,30 @@ def test_the_peer_alone_without_torch_raises_before_any_work(monkeypatch, isolat
     monkeypatch.setattr(runner, "measure_limits", lambda *a, **k: pytest.fail("work started"))
     with pytest.raises(dlaccel.MissingDependencyError, match="nothing to benchmark.*PyTorch is not installed"):
         bench.run(["torch"], bench.select_workloads(["dot"]), "tiny", isolate=isolate)
+
+
+def test_compare_outputs_catches_a_few_wrong_elements_in_a_large_output():
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((4096, 4096))
+    ref = {"A": truth.astype(np.float32)}
+    good = ref["A"].copy()
+    assert bench.compare_outputs({"A": good}, ref, np.float32, {"A": truth})["passed"]
+    bad = good.copy()
+    bad[[0, 1000, 4095], [7, 2048, 4095]] += 1.0  # three wrong elements of 16.8M
+    check = bench.compare_outputs({"A": bad}, ref, np.float32, {"A": truth})
+    assert not check["passed"] and "elementwise" in check["message"]
+    assert check["max_rel_error"] == pytest.approx(1.0 / np.abs(truth).max(), rel=1e-3)
+
+
+def test_compare_outputs_scales_by_the_largest_magnitude_per_output():
+    # Rounding in the small elements of an output is judged against its largest element.
+    truth = {"dW": np.array([[1000.0, 1e-3]]), "db": np.array([[2.0]])}
+    ref = {k: v.astype(np.float32) for k, v in truth.items()}
+    off_small = {"dW": np.array([[1000.0, 1.5e-3]], np.float32), "db": ref["db"]}
+    assert bench.compare_outputs(off_small, ref, np.float32, truth)["passed"]
+    off_db = {"dW": ref["dW"], "db": np.array([[2.01]], np.float32)}  # 0.5 % of db's own magnitude
+    assert not bench.compare_outputs(off_db, ref, np.float32, truth)["passed"]
+
+
+def test_compare_outputs_with_nothing_to_compare_fails():
+    assert not bench.compare_outputs({"A": np.ones((1, 1))}, {}, np.float64)["passed"]

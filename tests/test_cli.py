@@ -16,6 +16,7 @@ from click.testing import CliRunner  # noqa: E402
 
 import dlaccel  # noqa: E402
 from dlaccel.backends import REGISTRY  # noqa: E402
+from dlaccel.backends.numpy_backend import NumpyBackend  # noqa: E402
 from dlaccel.cli import load_app, main  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -116,7 +117,7 @@ def test_bench_writes_table_json_and_png(invoke, tmp_path):
     result = invoke(*TINY, "--backends", "loops,numpy", "--workloads", "dot,logreg,dispatch",
                     "--json", str(out), "--plot", str(png))
     assert result.exit_code == 0, result.output
-    for word in ("dot", "logreg", "dispatch", "loops", "numpy", "GEMM", "copy", "extrapolated from m="):
+    for word in ("dot", "logreg", "dispatch", "loops", "numpy", "GEMM", "copy", "scaled linearly: logreg from m="):
         assert word in result.stdout
     report = json.loads(out.read_text())
     assert report["schema"] == "dlaccel-bench/1"
@@ -181,7 +182,7 @@ def test_bench_reports_a_failed_check_and_exits_nonzero(invoke, monkeypatch):
     # In-process, so that the patched backend is the one timed (a child would import the real one).
     result = invoke(*TINY, "--in-process", "--backends", "loops,numpy", "--workloads", "relu_fwd")
     assert_one_line_error(result, "1 row(s) failed")
-    assert "FAILED: check failed" in result.stdout
+    assert "FAILED relu_fwd on loops: check failed" in result.stdout
     assert "isolation: none (--in-process)" in result.stdout
 
 
@@ -256,9 +257,9 @@ def test_train_planar_writes_model_and_plot(invoke, tmp_path):
     assert_png(png)
 
 
-@pytest.mark.parametrize("model", ["logistic", "deep"])
-def test_train_other_models(invoke, model):
-    result = invoke("train", "--dataset", "blobs", "--model", model, "--layers", "5,3", "--iterations", "5",
+@pytest.mark.parametrize("model, extra", [("logistic", []), ("deep", ["--layers", "5,3"])])
+def test_train_other_models(invoke, model, extra):
+    result = invoke("train", "--dataset", "blobs", "--model", model, *extra, "--iterations", "5",
                     "--test-split", "0.25")
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.stdout
@@ -327,3 +328,293 @@ def test_python_dash_m_runs_the_same_command():
                             timeout=60)
     assert result.returncode == 0
     assert dlaccel.__version__ in result.stdout
+
+
+# -- messages through rich are printed as written, never read as console markup ------------------
+
+BRACKETED = "CuPy is not installed (pip install 'dlaccel[cuda12]' or 'dlaccel[cuda13]')"
+
+
+def test_info_prints_brackets_in_reasons_as_written(invoke, monkeypatch):
+    from dlaccel.backends import _probe
+
+    monkeypatch.setattr(_probe, "cupy", lambda: BRACKETED)
+    result = invoke("info")
+    assert result.exit_code == 0, result.output
+    assert "'dlaccel[cuda12]' or 'dlaccel[cuda13]'" in result.output
+
+
+
+def test_train_names_the_environment_variable_behind_an_unavailable_backend(invoke, monkeypatch):
+    from dlaccel import backends
+
+    monkeypatch.setattr(backends, "_global_choice", None)
+    monkeypatch.setitem(backends._PROBES, "cupy", lambda: "no CUDA device found")
+    monkeypatch.delitem(backends._instances, "cupy", raising=False)
+    monkeypatch.setenv("DLACCEL_BACKEND", "cupy")
+    result = invoke("train", "--iterations", "1", "--no-progress")
+    assert_one_line_error(result, "'cupy' is not available", "no CUDA device found",
+                          "DLACCEL_BACKEND environment variable")
+    assert result.exit_code == 1
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--model", "shallow", "--layers", "5,3"], "--layers"),
+    (["--model", "logistic", "--layers", "5,3"], "--layers"),
+    (["--model", "deep", "--hidden-units", "8"], "--hidden-units"),
+    (["--model", "logistic", "--hidden-units", "8"], "--hidden-units"),
+])
+def test_train_refuses_options_the_model_does_not_use(invoke, monkeypatch, args, option):
+    from dlaccel.bench import commands
+
+    monkeypatch.setattr(commands, "load_dataset", lambda name: pytest.fail("the data set was loaded"))
+    result = invoke("train", "--iterations", "1", "--no-progress", *args)
+    assert_one_line_error(result, option, "applies only to --model")
+    assert result.exit_code == 1
+
+
+def test_train_accepts_each_models_own_option(invoke):
+    for args in (["--model", "deep", "--layers", "3"], ["--model", "shallow", "--hidden-units", "3"]):
+        result = invoke("train", "--dataset", "blobs", "--iterations", "1", "--no-progress", *args)
+        assert result.exit_code == 0, result.output
+
+
+def test_a_typo_in_a_choice_is_a_usage_error_as_the_readme_says(invoke):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "exit status 2" in readme and "`--dataset plannar`" in readme
+    result = invoke("train", "--dataset", "plannar")
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("Usage: ") and lines[1].startswith("Try ") and "--help" in lines[1]
+    assert len(lines) == 3 and lines[2].startswith("Error:")
+    assert "--dataset" in lines[2] and "'plannar'" in lines[2] and "'planar'" in lines[2]
+
+
+def test_bench_prints_brackets_in_notes_and_errors_as_written():
+    text = _render(_fake_report(notes=[BRACKETED], error="check failed: [red]bad[/red] output"), 200)
+    assert BRACKETED in text and "check failed: [red]bad[/red] output" in text
+
+
+# -- the bench table -------------------------------------------------------------------------------
+
+
+def _fake_report(notes=(), error="check failed: differs from NumPy: max elementwise error 2.00e-01 > 1.0e-03"):
+    """A report with the widest cells a real run prints (long names, tiny ratios, GFLOP/s rates,
+    an extrapolated loops row and a failed row), to lay the table out without running anything."""
+    workloads = {"deep_course": "[12288,20,7,5,1] m=2048", "sigmoid_bwd": "4096x4096", "dispatch": "8x8"}
+    results = []
+    for w in workloads:
+        for backend, median in (("loops", 802.0), ("numpy", 0.342), ("numba", 1.5e-6), ("torch", 0.0123)):
+            unit = "overhead" if w == "dispatch" else ("flop" if w == "deep_course" else "byte")
+            row = {"workload": w, "backend": backend, "unit": unit, "size": {"m": 2048},
+                   "measured_size": {"m": 4 if backend == "loops" else 2048},
+                   "extrapolation": 512.0 if backend == "loops" and unit == "flop" else 1.0, "first_call_s": 914.0,
+                   "median_s": median, "q1_s": median * 0.99, "q3_s": median * 1.01,
+                   "speedup_vs_loops": None if unit == "overhead" else 802.0 / median / 1000,
+                   "speedup_vs_numpy": None if unit == "overhead" else 0.342 / median / 1e6,
+                   "rate": None if unit == "overhead" else 0.0122 / median,
+                   "rate_unit": {"flop": "GFLOP/s", "byte": "GB/s"}.get(unit),
+                   "share_of_limit": None if unit == "overhead" else 0.0000538 / median,
+                   "overhead_us": 13.37 if unit == "overhead" else None, "error": None}
+            results.append(row)
+    results[5].update(error=error, median_s=None, q1_s=None, speedup_vs_loops=None, speedup_vs_numpy=None,
+                      rate=None, share_of_limit=None)
+    return {
+        "dtype": "float32", "profile": "full", "threads": 2, "wall_s": 108.3, "notes": list(notes),
+        "system": {"cpu": {"model": "AMD EPYC 7763 64-Core Processor", "usable_cores": 2},
+                   "thread_pools": [{"api": "blas", "library": "openblas", "version": "0.3.31.188.0",
+                                     "kernel": "SkylakeX", "threads": 2}]},
+        "limits": {"host": {"gemm_gflops": 95.4, "dtype": "float32", "gemm_n": 2048, "copy_gbps": 22.1}},
+        "peer": {"available": True, "version": "2.13.0+cpu", "threads": 2},
+        "isolation": {"mode": "process"},
+        "workloads": {w: {"describe": d} for w, d in workloads.items()},
+        "results": results,
+    }
+
+
+def _table_lines(text, report):
+    pairs = {(r["workload"], r["backend"]) for r in report["results"]}
+    return [line for line in text.splitlines() if tuple(line.split()[:2]) in pairs]
+
+
+def _render(report, width, wide=False):
+    from rich.console import Console
+
+    from dlaccel.bench import commands
+
+    console = Console(width=width, record=True, file=open(os.devnull, "w"), markup=False)
+    commands.show_bench(report, console, wide)
+    return console.export_text()
+
+
+def test_bench_table_fits_80_columns_without_breaking_a_token():
+    from dlaccel.bench import report as rep
+
+    report = _fake_report()
+    text = _render(report, 80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if line.split()[:2] == ["workload", "backend"])
+    assert header.split("  ") and all(column in header for column in rep.NARROW)
+    table_rows = _table_lines(text, report)
+    cells = rep.narrow_rows(report)
+    assert len(table_rows) == len(cells)
+    for line, row in zip(table_rows, cells):
+        for cell in row:  # each cell whole, on its row's one line
+            assert cell in line, (cell, line)
+    assert "FAILED" in cells[5]
+    # What the narrow table leaves out is still said, whole words only.
+    words = set(text.split())
+    assert {"[12288,20,7,5,1]", "m=2048;", "FAILED", "m=4"} <= words
+    assert set(report["results"][5]["error"].split()) <= words
+
+
+def test_bench_wide_table_has_every_column():
+    from dlaccel.bench import report as rep
+
+    report = _fake_report()
+    text = _render(report, 250, wide=True)
+    header = next(line for line in text.splitlines() if line.split()[:2] == ["workload", "backend"])
+    assert all(column in header for column in rep.COLUMNS)
+    for line, row in zip(_table_lines(text, report), rep.rows(report)):
+        assert all(cell in line for cell in row if cell)
+
+
+def test_bench_cli_table_fits_columns_80_and_wide_adds_columns(cli, tmp_path):
+    args = [*TINY, "--backends", "loops,numpy", "--workloads", "deep_course,dispatch"]
+    narrow = CliRunner(env={"COLUMNS": "80"}).invoke(cli, [*args, "--json", str(tmp_path / "a.json")])
+    assert narrow.exit_code == 0, narrow.output
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    header = next(line for line in narrow.stdout.splitlines() if line.split()[:2] == ["workload", "backend"])
+    assert "first call" not in header and "x numpy" in header
+    wide = CliRunner(env={"COLUMNS": "200"}).invoke(cli, [*args, "--wide", "--json", str(tmp_path / "b.json")])
+    assert wide.exit_code == 0, wide.output
+    assert "first call" in wide.stdout and "IQR/med" in wide.stdout
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert set(a) == set(b) and [set(r) for r in a["results"]] == [set(r) for r in b["results"]]
+
+
+# -- what the first iteration waits for -------------------------------------------------------------
+
+class NoteBackend(NumpyBackend):
+    """A backend whose first call waits for something, as Numba's compiles its kernels."""
+
+    name = "note"
+    first_call_note = "compiling kernels, once"
+
+
+@pytest.fixture
+def recorded_progress(monkeypatch):
+    """The descriptions the rich progress bar shows, in order."""
+    import rich.progress
+
+    shown = []
+
+    class Recording(rich.progress.Progress):
+        def add_task(self, description, *args, **kwargs):
+            shown.append(description)
+            return super().add_task(description, *args, **kwargs)
+
+        def update(self, task_id, **kwargs):
+            if "description" in kwargs:
+                shown.append(kwargs["description"])
+            super().update(task_id, **kwargs)
+
+    monkeypatch.setattr(rich.progress, "Progress", Recording)
+    return shown
+
+
+def test_progress_bar_says_what_the_first_iteration_waits_for(recorded_progress):
+    from dlaccel._progress import progress_reporter
+
+    with progress_reporter(True, 3, "ShallowNN", "compiling [numba] kernels") as update:
+        assert recorded_progress == ["ShallowNN (compiling [numba] kernels)"]
+        update(1, 0.5)
+    assert recorded_progress[-1] == "ShallowNN"
+
+
+def test_fit_shows_the_backends_first_call_note(recorded_progress):
+    X, Y = dlaccel.datasets.planar()
+    dlaccel.ShallowNN(2, backend=NoteBackend()).fit(X, Y, num_iterations=2, progress=True)
+    assert recorded_progress[0] == "ShallowNN (compiling kernels, once)" and recorded_progress[-1] == "ShallowNN"
+    recorded_progress.clear()
+    dlaccel.ShallowNN(2, backend="numpy").fit(X, Y, num_iterations=2, progress=True)
+    assert recorded_progress[0] == "ShallowNN"
+
+
+def test_train_says_what_the_first_iteration_waits_for(invoke, monkeypatch):
+    from dlaccel.bench import commands
+
+    monkeypatch.setattr(commands, "get_backend", lambda name: NoteBackend())
+    result = invoke("train", "--iterations", "2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "note: compiling kernels, once; the first iteration waits for it" in result.stdout
+
+
+def test_numba_says_it_compiles_until_it_has_kernels():
+    pytest.importorskip("numba")
+    from dlaccel.backends.numba_cpu import COMPILE_NOTE
+
+    code = ("import dlaccel; from dlaccel import datasets; be = dlaccel.get_backend('numba'); "
+            "print(be.first_call_note); X, Y = datasets.planar(); "
+            "dlaccel.ShallowNN(2, backend=be).fit(X, Y, num_iterations=1); print(be.first_call_note)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [COMPILE_NOTE, "None"]
+    assert "compiling Numba kernels" in COMPILE_NOTE and "cached" in COMPILE_NOTE
+
+
+# -- the pictures explain themselves ----------------------------------------------------------------
+
+
+def test_training_figure_names_classes_axes_splits_and_accuracy():
+    pytest.importorskip("matplotlib")
+    from dlaccel.bench import commands
+
+    X, Y = dlaccel.datasets.planar()
+    X_train, Y_train, X_test, Y_test = commands.split(X, Y, 0.2, 1)
+    model = dlaccel.ShallowNN(4, seed=1).fit(X_train, Y_train, num_iterations=50)
+    fig = commands.training_figure(model, (X_train, Y_train), (X_test, Y_test), "ShallowNN on planar")
+    cost_ax, boundary = fig.axes
+    assert cost_ax.get_xlabel() == "iteration" and cost_ax.get_ylabel() == "cost"
+    train_acc, test_acc = 100 * model.accuracy(X_train, Y_train), 100 * model.accuracy(X_test, Y_test)
+    assert f"train accuracy {train_acc:.1f} %" in cost_ax.get_title()
+    assert f"test accuracy {test_acc:.1f} %" in cost_ax.get_title()
+    assert boundary.get_xlabel() and boundary.get_ylabel()
+    labels = [t.get_text() for t in boundary.get_legend().get_texts()]
+    assert labels == ["class 0 (train)", "class 0 (test)", "class 1 (train)", "class 1 (test)"]
+    # Training and test points differ in marker; each class keeps one colour across both.
+    points = {c.get_label(): c for c in boundary.collections if c.get_label() in labels}
+    paths = {label: points[label].get_paths()[0].vertices.tobytes() for label in labels}
+    assert paths["class 0 (train)"] != paths["class 0 (test)"]
+    colors = {label: tuple(points[label].get_facecolor()[0]) for label in labels}
+    assert colors["class 0 (train)"] == colors["class 0 (test)"] != colors["class 1 (train)"]
+    assert sum(len(points[f"class {c} (test)"].get_offsets()) for c in (0, 1)) == X_test.shape[1]
+
+
+def test_training_figure_without_a_boundary_still_shows_accuracy():
+    pytest.importorskip("matplotlib")
+    from dlaccel.bench import commands
+
+    X, Y = dlaccel.datasets.blobs()
+    X3 = np.vstack([X, X[:1] * 0.5])  # three features: no boundary panel
+    model = dlaccel.LogisticRegression().fit(X3[:, :150], Y[:, :150], num_iterations=20)
+    fig = commands.training_figure(model, (X3[:, :150], Y[:, :150]), (X3[:, 150:], Y[:, 150:]), "digits-like")
+    (ax,) = fig.axes
+    assert "train accuracy" in ax.get_title() and "test accuracy" in ax.get_title()
+
+
+def test_speedup_chart_labels_its_axes_and_bars():
+    pytest.importorskip("matplotlib")
+    from dlaccel.bench import report as rep
+
+    report = _fake_report()
+    fig = rep.speedup_figure(report)
+    (ax,) = fig.axes
+    assert ax.get_xlabel().startswith("workload") and "speed-up over loops" in ax.get_ylabel()
+    shown = [r for r in report["results"] if r["speedup_vs_loops"] is not None and r["unit"] != "overhead"]
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == sorted(rep.fmt_ratio(r["speedup_vs_loops"]) for r in shown)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loops", "numpy", "numba", "torch"]

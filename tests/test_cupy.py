@@ -23,6 +23,7 @@ from dlaccel.backends.cupy_gpu import KERNEL_FILES, CupyBackend
 from dlaccel.backends.numpy_backend import NumpyBackend
 from dlaccel.errors import BackendUnavailableError, DeviceMismatchError, DtypeError, InputError
 
+from . import cuda_emulator
 from .conftest import tol
 
 DTYPES = [np.float32, np.float64]
@@ -327,6 +328,35 @@ def test_emulated_nan_stays_visible(emulated):
     assert np.isnan(emulated.compute_cost(AL, np.ones_like(AL), "binary_cross_entropy"))
 
 
+def _same_values(got, want):
+    """Equal value for value: NaN where NumPy has NaN, and the same sign on every zero."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_emulated_relu_family_propagates_nan_like_numpy(emulated, dtype, activation):
+    """Every pairing of special Z and dA values, forward, backward and the fused backward's db:
+    NaN or inf in dA survives where Z <= 0 (dA * [Z > 0] is NaN there), relu'(0) = 0."""
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.0, 1e-30], dtype=dtype)
+    Z, dA = (a.reshape(1, -1).repeat(3, axis=0) for a in np.meshgrid(special, special))  # (3, 64)
+    Z, dA = np.ascontiguousarray(Z), np.ascontiguousarray(dA)
+    ref = NumpyBackend()
+    with np.errstate(invalid="ignore"):  # inf * 0 in the reference is the point
+        _same_values(emulated.activation_forward(Z, activation), ref.activation_forward(Z, activation))
+        dZ_ref = ref.activation_backward(dA, Z, activation)
+        _same_values(emulated.activation_backward(dA, Z, activation), dZ_ref)
+        assert np.isnan(dZ_ref[np.isnan(dA)]).all()  # the property under test, as the reference has it
+        A_prev, W = np.ones((1, Z.shape[1]), dtype), np.ones((3, 1), dtype)
+        cache = LayerCache(A_prev, W, np.zeros((3, 1), dtype), Z, ref.activation_forward(Z, activation))
+        got = emulated.linear_activation_backward(dA, cache, activation)
+        want = ref.linear_activation_backward(dA, cache, activation)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+
+
 @pytest.mark.parametrize("op", ["compute_cost", "output_backward"])
 def test_emulated_output_ops_reject_bad_input_before_launching(emulated, op):
     AL = np.full((1, 3), 0.5)
@@ -483,3 +513,42 @@ def test_gpu_memory_does_not_grow_over_fit():
     assert pool.used_bytes() <= used  # nothing kept alive across iterations
     # The pool reuses its blocks: a leak of even the gradients (40 KB a step) would add 4 MB here.
     assert pool.total_bytes() <= held + (1 << 20)
+
+
+# -- the emulator itself: what real CUDA does that a sequential emulator would hide ------------------
+
+
+def test_emulated_atomic_add_counts_every_block(emulated_kernels, tmp_path):
+    """Every block adds into one slot: atomicAdd counts each block once. (A plain += there races;
+    test_emulated_kernels_under_sanitizers shows that -fsanitize=thread reports it.)"""
+    assert cuda_emulator.run_slot_sum(tmp_path, 16, atomic=True) == 16.0
+
+
+def test_emulated_float32_flushes_subnormals_like_cupy(emulated):
+    """CuPy compiles with -ftz=true: exp(-100) is subnormal in float32, so sigmoid(-100) is 0 on a
+    GPU; float64 keeps it (NumPy keeps it in both)."""
+    Z32, Z64 = np.full((1, 1), -100.0, np.float32), np.full((1, 1), -100.0)
+    assert emulated.activation_forward(Z32, "sigmoid")[0, 0] == 0.0
+    assert 0.0 < NumpyBackend().activation_forward(Z32, "sigmoid")[0, 0] < np.finfo(np.float32).tiny
+    assert emulated.activation_forward(Z64, "sigmoid")[0, 0] == pytest.approx(np.exp(-100.0), rel=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sanitizer, workload", [("thread", "kernels"), ("address,undefined", "kernels"),
+                                                 ("thread", "race")])
+def test_emulated_kernels_under_sanitizers(emulated_kernels, tmp_path, sanitizer, workload):
+    """Every kernel built with -fsanitize=thread (blocks run at once, so a data race between blocks
+    is reported whatever the timing) and with -fsanitize=address,undefined (NumPy's buffers get
+    redzones, so a read past an array's end is reported), each result checked against NumPy. The
+    racy kernel shows that the race run would see a race."""
+    found = cuda_emulator.sanitizer_command(sanitizer, tmp_path, workload)
+    if isinstance(found, str):
+        pytest.skip(found)
+    cmd, env = found
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1])
+    if workload == "race":
+        assert proc.returncode != 0 and "ThreadSanitizer: data race" in proc.stderr, proc.stderr[-3000:]
+    else:
+        assert proc.returncode == 0 and "workload done" in proc.stdout, proc.stderr[-3000:]
+        assert "Sanitizer" not in proc.stderr and "runtime error" not in proc.stderr, proc.stderr[-3000:]

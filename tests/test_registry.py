@@ -86,6 +86,22 @@ def test_bad_environment_variable_names_the_variable_value(monkeypatch):
         dlaccel.get_backend()
 
 
+def test_a_choice_from_the_environment_says_so_when_it_fails(monkeypatch):
+    monkeypatch.setattr(backends, "_global_choice", None)
+    monkeypatch.setitem(backends._PROBES, "cupy", lambda: "no CUDA device found")
+    monkeypatch.delitem(backends._instances, "cupy", raising=False)
+    monkeypatch.setenv("DLACCEL_BACKEND", "cupy")
+    with pytest.raises(dlaccel.BackendUnavailableError, match="no CUDA device found.*DLACCEL_BACKEND environment"):
+        dlaccel.get_backend()
+    monkeypatch.setenv("DLACCEL_BACKEND", "nope")
+    with pytest.raises(dlaccel.UnknownBackendError, match="known backends.*DLACCEL_BACKEND environment"):
+        dlaccel.get_backend()
+    # A name passed in says nothing about the environment: the caller knows where it came from.
+    with pytest.raises(dlaccel.BackendUnavailableError) as info:
+        dlaccel.get_backend("cupy")
+    assert "DLACCEL_BACKEND" not in str(info.value)
+
+
 def test_set_backend_fails_fast_on_unknown_names():
     with pytest.raises(dlaccel.UnknownBackendError):
         dlaccel.set_backend("nope")

@@ -110,22 +110,41 @@ def get_backend(name: str | Backend | None = None) -> Backend:
     """
     if isinstance(name, Backend):
         return name
+    source = ""
     if name is None:
         chosen = _context_choice.get()
         if isinstance(chosen, Backend):
             return chosen
-        name = chosen or _global_choice or os.environ.get(ENV_VAR) or DEFAULT
-    key = _resolve_name(name)
-    backend = _instances.get(key)
-    if backend is not None:
-        return backend
-    with _lock:
-        if key not in _instances:
-            reason = _unavailable_reason(key)
-            if reason is not None:
-                raise BackendUnavailableError(f"backend {key!r} is not available: {reason}")
-            _instances[key] = _load_class(key)()
-        return _instances[key]
+        name, source = _current_choice(chosen)
+    try:
+        key = _resolve_name(name)
+        backend = _instances.get(key)
+        if backend is not None:
+            return backend
+        with _lock:
+            if key not in _instances:
+                reason = _unavailable_reason(key)
+                if reason is not None:
+                    raise BackendUnavailableError(f"backend {key!r} is not available: {reason}")
+                _instances[key] = _load_class(key)()
+            return _instances[key]
+    except (UnknownBackendError, BackendUnavailableError) as exc:
+        if not source:
+            raise
+        # A choice nobody passed in is hard to trace: say where it came from.
+        raise type(exc)(f"{exc} (chosen {source})") from None
+
+
+def _current_choice(chosen: str | None) -> tuple[str, str]:
+    """The innermost name set outside the call, and where it was set (for error messages)."""
+    if chosen:
+        return chosen, "by dlaccel.use_backend"
+    if _global_choice:
+        return _global_choice, "by dlaccel.set_backend"
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return env, f"by the {ENV_VAR} environment variable; unset it or choose another backend"
+    return DEFAULT, "as the default"
 
 
 def set_backend(name: str | None) -> None:

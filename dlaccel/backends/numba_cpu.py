@@ -494,6 +494,15 @@ def _combine(dW_parts, db_parts, cost_parts, m):
 
 # -- the backend ---------------------------------------------------------------------------------
 
+COMPILE_NOTE = "compiling Numba kernels, once; cached afterwards"
+
+
+def _dispatchers() -> list[Any]:
+    """Every ``@njit`` dispatcher of this module (both variants of each :class:`Kernel`)."""
+    objs = [d for obj in list(globals().values()) for d in (obj if isinstance(obj, Kernel) else (obj,))]
+    return [d for d in objs if hasattr(d, "signatures") and hasattr(d, "py_func")]
+
+
 
 def _run(kernel: Kernel, size: int, *args: Any) -> Any:
     """``kernel(*args)``: the serial variant when ``size`` (elements touched) is below
@@ -530,6 +539,13 @@ class NumbaBackend(NumpyBackend):
     fallback for dtypes the kernels do not cover are the NumPy backend's."""
 
     name: ClassVar[str] = "numba"
+
+    @property
+    def first_call_note(self) -> str | None:
+        """What a first call waits for (progress bars show it): None once this process has
+        compiled or loaded any kernel."""
+        ready = any(getattr(d, "signatures", None) for d in _dispatchers())
+        return None if ready else COMPILE_NOTE
 
     def linear_forward(self, A_prev: Any, W: Any, b: Any) -> Any:
         self._check(A_prev, W, b)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 import click
 import numpy as np
+from click.core import ParameterSource
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -48,8 +51,11 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _console() -> Console:
-    # Off a terminal (pipes, CI logs, tests) rich would wrap the table at 80 columns.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    # Off a terminal (pipes, CI logs, tests) rich would wrap at 80 columns unless COLUMNS says
+    # otherwise. markup=False: messages carry brackets ('dlaccel[cuda12]', a backend's error) that
+    # rich would otherwise eat as markup.
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(width=width, highlight=False, markup=False)
 
 
 def check_output_path(path: Path | None, option: str, what: str) -> None:
@@ -174,13 +180,15 @@ speedup_vs_numpy, overhead_us, error, pid; notes; wall_s.
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=ROW_TIMEOUT_S,
               show_default=True, help="Seconds a backend's process may spend on one row before it is killed "
               "and the row reported as timed out.")
+@click.option("--wide", is_flag=True,
+              help="Every column in the table (size, first call, spread, notes); the default fits 80 columns.")
 @click.option("--in-process", is_flag=True,
               help="Time every backend in this one process (rows then interfere through the runtimes' thread "
                    "pools; for debugging).")
 @click.option("--profile", type=click.Choice(PROFILES), hidden=True, help="Size profile; 'tiny' is for tests.")
 @_handle_errors
 def bench(backends: str | None, workloads: str | None, quick: bool, json_path: Path | None, plot_path: Path | None,
-          dtype: str, repeat: int | None, timeout_s: float, in_process: bool, profile: str | None) -> None:
+          dtype: str, repeat: int | None, timeout_s: float, wide: bool, in_process: bool, profile: str | None) -> None:
     check_output_path(json_path, "--json", "JSON report")
     check_output_path(plot_path, "--plot", "chart")
     if plot_path is not None:
@@ -189,11 +197,11 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
     # Unknown or unavailable names fail here, before any work; run() takes these targets as they are.
     targets = resolve_targets(_split(backends))
     profile = profile or ("quick" if quick else "full")
-    console, status_console = _console(), Console(stderr=True)
+    console, status_console = _console(), Console(stderr=True, markup=False)
     with status_console.status("starting") as status:
         result = run(targets, chosen, profile, dtype, repeat, progress=status.update, isolate=not in_process,
                      timeout_s=timeout_s)
-    show_bench(result, console)
+    show_bench(result, console, wide)
     if json_path is not None:
         text = json.dumps(result, indent=2) + "\n"
         atomic_write(json_path, lambda f: f.write(text.encode("utf-8")), "JSON report")
@@ -212,22 +220,30 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
         raise CommandError("; ".join(problems))
 
 
-def show_bench(result: dict[str, Any], console: Console) -> None:
+def show_bench(result: dict[str, Any], console: Console, wide: bool = False) -> None:
     for line in rep.summary_lines(result):
         console.print(line)
-    table = Table(title="dlaccel bench")
-    for column in rep.COLUMNS:
+    columns, cells = (rep.COLUMNS, rep.rows(result)) if wide else (rep.NARROW, rep.narrow_rows(result))
+    # Light rules and single gaps: the narrow table fits 80 columns with room for long backend names.
+    table = Table(title="dlaccel bench", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for column in columns:
+        words = column in ("size", "note")  # wrap at spaces; numbers are never split
         table.add_column(column, justify="left" if column in ("workload", "backend", "size", "note") else "right",
-                         overflow="fold")
+                         no_wrap=not words, overflow="fold" if words else "ellipsis")
     previous = None
-    for cells in rep.rows(result):
-        if previous is not None and cells[0] != previous:
+    for row in cells:
+        if previous is not None and row[0] != previous:
             table.add_section()
-        table.add_row(*cells)
-        previous = cells[0]
+        table.add_row(*row)
+        previous = row[0]
     console.print(table)
-    console.print("x loops, x numpy: speed-up over that backend's median in this run (loops times marked "
-                  "'extrapolated' scale linearly from the smaller size they ran at); IQR/med: spread")
+    if not wide:
+        for line in rep.footnotes(result):
+            console.print(line)
+    console.print("x loops, x numpy: speed-up over that backend's median in this run; "
+                  + ("loops times marked 'extrapolated' scale linearly from the smaller size they ran at; "
+                     "IQR/med: spread" if wide else "--wide adds sizes, first calls (compilation), spread, notes"))
     for note in result["notes"]:
         console.print(f"note: {note}")
     console.print(f"finished in {result['wall_s']:.1f} s")
@@ -244,6 +260,18 @@ def _parse_layers(text: str) -> list[int]:
     if not layers or min(layers) < 1:
         raise CommandError(f"--layers must be comma-separated hidden-layer sizes >= 1, like 20,7,5; got {text!r}")
     return layers
+
+
+# The options that size one model only; given with another model they would be silently ignored.
+MODEL_OPTIONS = {"layers": ("--layers", "deep"), "hidden_units": ("--hidden-units", "shallow")}
+
+
+def check_model_options(kind: str) -> None:
+    ctx = click.get_current_context()
+    for param, (option, model) in MODEL_OPTIONS.items():
+        if kind != model and ctx.get_parameter_source(param) not in (None, ParameterSource.DEFAULT):
+            raise CommandError(f"{option} applies only to --model {model}, not to --model {kind}; "
+                               "drop it or choose that model")
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -276,31 +304,60 @@ def build_model(kind: str, X: np.ndarray, Y: np.ndarray, layers: list[int], hidd
     return DeepNN([X.shape[0], *layers, 1 if classes <= 2 else classes], **common)
 
 
-def plot_training(model: Any, X: np.ndarray, Y: np.ndarray, path: Path, title: str) -> None:
-    """The cost curve and, for 2-D data, the decision boundary, side by side in one PNG."""
+def training_figure(model: Any, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                    title: str) -> Any:
+    """The cost curve, with the accuracies in its title, and for 2-D data the decision boundary:
+    regions and points coloured by class (named in the legend), training points as dots, test
+    points as crosses."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.colors import ListedColormap
         from matplotlib.figure import Figure
     except ImportError:
         raise MissingDependencyError("--plot needs matplotlib: pip install 'dlaccel[plot]'") from None
+    (X, Y), (X_test, Y_test) = train, test
     two_d = X.shape[0] == 2
-    fig = Figure(figsize=(11 if two_d else 6, 4.5), layout="constrained")
+    fig = Figure(figsize=(12 if two_d else 6.5, 5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if two_d else 1, squeeze=False)[0]
     iterations, costs = zip(*model.costs) if model.costs else ((), ())
+    scores = [f"train accuracy {100 * model.accuracy(X, Y):.1f} %"]
+    if X_test.shape[1]:
+        scores.append(f"test accuracy {100 * model.accuracy(X_test, Y_test):.1f} %")
     axes[0].plot(iterations, costs, marker=".")
     axes[0].set_xlabel("iteration")
     axes[0].set_ylabel("cost")
-    axes[0].set_title(f"cost: {title}")
+    axes[0].set_title(f"{title}\n{', '.join(scores)}")
     if two_d:
+        ax = axes[1]
+        both = np.hstack([X, X_test])
+        classes = np.unique(np.concatenate([Y.ravel(), Y_test.ravel()]))
+        colors = [f"C{i % 10}" for i in range(len(classes))]
         pad = 0.5
-        xs = np.linspace(X[0].min() - pad, X[0].max() + pad, 200)
-        ys = np.linspace(X[1].min() - pad, X[1].max() + pad, 200)
+        xs = np.linspace(both[0].min() - pad, both[0].max() + pad, 200)
+        ys = np.linspace(both[1].min() - pad, both[1].max() + pad, 200)
         gx, gy = np.meshgrid(xs, ys)
-        labels = model.predict(np.vstack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
-        axes[1].contourf(gx, gy, labels, alpha=0.35, cmap="coolwarm")
-        axes[1].scatter(X[0], X[1], c=Y.ravel(), s=10, cmap="coolwarm", edgecolors="k", linewidths=0.2)
-        axes[1].set_title("decision boundary (training and test points)")
+        predicted = model.predict(np.vstack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
+        region = np.searchsorted(classes, predicted)  # class index per grid point
+        ax.contourf(gx, gy, region, levels=np.arange(len(classes) + 1) - 0.5, cmap=ListedColormap(colors),
+                    alpha=0.25)
+        for i, c in enumerate(classes):
+            for (Xs, Ys), marker, split in (((X, Y), "o", "train"), ((X_test, Y_test), "X", "test")):
+                mask = Ys.ravel() == c
+                if mask.any():
+                    ax.scatter(Xs[0, mask], Xs[1, mask], c=colors[i], marker=marker, s=18 if split == "train" else 40,
+                               edgecolors="k", linewidths=0.3 if split == "train" else 0.8,
+                               label=f"class {c} ({split})")
+        ax.set_xlabel("feature x1 (row 0 of X)")
+        ax.set_ylabel("feature x2 (row 1 of X)")
+        ax.set_title("decision boundary: shaded by predicted class;\ndots training, crosses test examples")
+        ax.legend(loc="best", fontsize="small", framealpha=0.8)
+    return fig
+
+
+def plot_training(model: Any, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                  path: Path, title: str) -> None:
+    fig = training_figure(model, train, test, title)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), "plot")
 
 
@@ -332,6 +389,7 @@ def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str 
     check_output_path(plot_path, "--plot", "plot")
     if plot_path is not None:
         require_matplotlib("--plot")
+    check_model_options(kind)
     hidden = _parse_layers(layers)
     be = get_backend(backend)  # unknown or unavailable: one line, before any work
     if learning_rate is not None:
@@ -343,6 +401,9 @@ def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str 
     console = _console()
     console.print(f"training {type(model).__name__} on {dataset} ({X_train.shape[1]} training, "
                   f"{X_test.shape[1]} test examples) with the {model.backend.name} backend, {n_iter} iterations")
+    note = getattr(model.backend, "first_call_note", None)
+    if note:  # otherwise the first iteration looks hung for the seconds it takes
+        console.print(f"{model.backend.name}: {note}; the first iteration waits for it")
     model.fit(X_train, Y_train, learning_rate=learning_rate, num_iterations=n_iter,
               cost_every=max(1, n_iter // 100), progress=progress)
     console.print(f"model: {model!r}")
@@ -355,7 +416,8 @@ def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str 
         console.print(f"model written to {save_path}")
     if plot_path is not None:
         try:
-            plot_training(model, X, Y, plot_path, f"{type(model).__name__} on {dataset}")
+            plot_training(model, (X_train, Y_train), (X_test, Y_test), plot_path,
+                          f"{type(model).__name__} on {dataset}, {model.backend.name} backend")
         except Exception as exc:  # the results are out already; say what the plot hit, in one line
             raise CommandError(f"the plot could not be written to {plot_path}: {type(exc).__name__}: {exc}") \
                 from None

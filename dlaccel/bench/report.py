@@ -10,6 +10,9 @@ from ..errors import MissingDependencyError
 
 COLUMNS = ("workload", "backend", "size", "first call", "median", "IQR/med", "x loops", "x numpy", "rate",
            "% limit", "note")
+# The default table: what fits an 80-column terminal. Sizes, first calls, spread and notes are in
+# --wide and the JSON; failures and extrapolations are listed under the table.
+NARROW = ("workload", "backend", "median", "x loops", "x numpy", "rate", "% limit")
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -50,6 +53,32 @@ def rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     return out
 
 
+def narrow_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The :data:`NARROW` cells of :func:`rows`; a failed row says FAILED in its median."""
+    picks = [COLUMNS.index(c) for c in NARROW]
+    median = NARROW.index("median")
+    out = []
+    for r, cells in zip(report["results"], rows(report)):
+        narrow = [cells[i] for i in picks]
+        if r["error"]:
+            narrow[median] = "FAILED"
+        out.append(tuple(narrow))
+    return out
+
+
+def footnotes(report: dict[str, Any]) -> list[str]:
+    """Under the narrow table: each workload's size, where loops ran smaller, and every failure."""
+    described = report["workloads"]
+    shown = dict.fromkeys(r["workload"] for r in report["results"])
+    lines = ["sizes: " + "; ".join(f"{w} {described[w]['describe']}" for w in shown)] if shown else []
+    scaled = [f"{r['workload']} from {_measured(r)}" for r in report["results"]
+              if not r["error"] and r["extrapolation"] != 1.0]
+    if scaled:
+        lines.append("loops ran smaller and its times are scaled linearly: " + "; ".join(scaled))
+    lines += [f"FAILED {r['workload']} on {r['backend']}: {r['error']}" for r in report["results"] if r["error"]]
+    return lines
+
+
 def _measured(row: dict[str, Any]) -> str:
     """The size parameters the loops backend ran at, where they differ from the reported size."""
     return " ".join(f"{k}={v:,}" for k, v in row["measured_size"].items() if row["size"].get(k) != v)
@@ -78,9 +107,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot_speedups(report: dict[str, Any], path: Path) -> None:
-    """A PNG bar chart of each backend's speed-up per workload, on a log scale: over loops when
-    loops ran, else over NumPy."""
+def speedup_figure(report: dict[str, Any]) -> Any:
+    """A bar chart of each backend's speed-up per workload, on a log scale, each bar labelled with
+    its value: over loops when loops ran, else over NumPy."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -89,9 +118,10 @@ def plot_speedups(report: dict[str, Any], path: Path) -> None:
     results = [r for r in report["results"] if r["unit"] != "overhead" and r["median_s"] is not None]
     over_loops = any(r["speedup_vs_loops"] is not None for r in results)
     key = "speedup_vs_loops" if over_loops else "speedup_vs_numpy"
+    baseline = "loops" if over_loops else "numpy"
     workloads = list(dict.fromkeys(r["workload"] for r in results))
     backends = list(dict.fromkeys(r["backend"] for r in results))
-    fig = Figure(figsize=(max(6.0, 1.1 * len(workloads) + 2), 4.5), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 0.35 * len(workloads) * len(backends) + 2), 5.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(backends))
@@ -102,13 +132,22 @@ def plot_speedups(report: dict[str, Any], path: Path) -> None:
             if value:
                 xs.append(j + (i - (len(backends) - 1) / 2) * width)
                 ys.append(value)
-        ax.bar(xs, ys, width=width, label=backend)
+        bars = ax.bar(xs, ys, width=width, label=backend)
+        ax.bar_label(bars, labels=[fmt_ratio(y) for y in ys], rotation=90, padding=2, fontsize=7)
     ax.set_yscale("log")
+    ax.margins(y=0.25)  # room above the tallest bar for its label
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(workloads)), workloads, rotation=30, ha="right")
-    ax.set_ylabel(f"speed-up over {'loops' if over_loops else 'numpy'} (log scale)")
+    ax.set_xlabel(f"workload (sizes in the table; {report['dtype']})")
+    ax.set_ylabel(f"speed-up over {baseline} (x, log scale; 1x = {baseline})")
     extrapolated = any(r["extrapolation"] != 1.0 for r in results)
-    ax.set_title(f"dlaccel bench ({report['dtype']}, {report['profile']})"
-                 + ("; loops times partly extrapolated, see the table" if extrapolated else ""))
-    ax.legend()
+    ax.set_title(f"dlaccel bench: speed-up over the {baseline} backend ({report['dtype']}, {report['profile']})"
+                 + ("\nloops times partly extrapolated from smaller sizes, see the table" if extrapolated else ""))
+    ax.legend(title="backend")
+    return fig
+
+
+def plot_speedups(report: dict[str, Any], path: Path) -> None:
+    """:func:`speedup_figure` as a PNG."""
+    fig = speedup_figure(report)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), "chart")
