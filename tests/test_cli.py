@@ -39,10 +39,10 @@ def invoke(cli):
 @pytest.fixture
 def no_run(monkeypatch):
     """Fails the test if the benchmark starts."""
-    from dlaccel.bench import commands
+    from dlaccel.cli import bench
 
     calls = []
-    monkeypatch.setattr(commands, "run", lambda *a, **k: calls.append(a) or pytest.fail("the benchmark ran"))
+    monkeypatch.setattr(bench, "run", lambda *a, **k: calls.append(a) or pytest.fail("the benchmark ran"))
     return calls
 
 
@@ -315,7 +315,7 @@ def test_train_errors_are_one_line(invoke, args, fragment):
 
 def test_missing_cli_extra_is_one_line(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "click", None)
-    monkeypatch.delitem(sys.modules, "dlaccel.bench.commands", raising=False)
+    monkeypatch.delitem(sys.modules, "dlaccel.cli.app", raising=False)
     with pytest.raises(SystemExit) as exit_info:
         main(["info"])
     assert exit_info.value.code == 2
@@ -365,9 +365,9 @@ def test_train_names_the_environment_variable_behind_an_unavailable_backend(invo
     (["--model", "logistic", "--hidden-units", "8"], "--hidden-units"),
 ])
 def test_train_refuses_options_the_model_does_not_use(invoke, monkeypatch, args, option):
-    from dlaccel.bench import commands
+    from dlaccel import training
 
-    monkeypatch.setattr(commands, "load_dataset", lambda name: pytest.fail("the data set was loaded"))
+    monkeypatch.setattr(training, "load_dataset", lambda name: pytest.fail("the data set was loaded"))
     result = invoke("train", "--iterations", "1", "--no-progress", *args)
     assert_one_line_error(result, option, "applies only to --model")
     assert result.exit_code == 1
@@ -442,10 +442,10 @@ def _table_lines(text, report):
 def _render(report, width, wide=False):
     from rich.console import Console
 
-    from dlaccel.bench import commands
+    from dlaccel.cli.bench import show_bench
 
     console = Console(width=width, record=True, file=open(os.devnull, "w"), markup=False)
-    commands.show_bench(report, console, wide)
+    show_bench(report, console, wide)
     return console.export_text()
 
 
@@ -545,9 +545,9 @@ def test_fit_shows_the_backends_first_call_note(recorded_progress):
 
 
 def test_train_says_what_the_first_iteration_waits_for(invoke, monkeypatch):
-    from dlaccel.bench import commands
+    from dlaccel import training
 
-    monkeypatch.setattr(commands, "get_backend", lambda name: NoteBackend())
+    monkeypatch.setattr(training, "get_backend", lambda name: NoteBackend())
     result = invoke("train", "--iterations", "2", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "note: compiling kernels, once; the first iteration waits for it" in result.stdout
@@ -571,12 +571,13 @@ def test_numba_says_it_compiles_until_it_has_kernels():
 
 def test_training_figure_names_classes_axes_splits_and_accuracy():
     pytest.importorskip("matplotlib")
-    from dlaccel.bench import commands
+    from dlaccel.cli.train import training_figure
+    from dlaccel.training import split
 
     X, Y = dlaccel.datasets.planar()
-    X_train, Y_train, X_test, Y_test = commands.split(X, Y, 0.2, 1)
+    X_train, Y_train, X_test, Y_test = split(X, Y, 0.2, 1)
     model = dlaccel.ShallowNN(4, seed=1).fit(X_train, Y_train, num_iterations=50)
-    fig = commands.training_figure(model, (X_train, Y_train), (X_test, Y_test), "ShallowNN on planar")
+    fig = training_figure(model, (X_train, Y_train), (X_test, Y_test), "ShallowNN on planar")
     cost_ax, boundary = fig.axes
     assert cost_ax.get_xlabel() == "iteration" and cost_ax.get_ylabel() == "cost"
     train_acc, test_acc = 100 * model.accuracy(X_train, Y_train), 100 * model.accuracy(X_test, Y_test)
@@ -596,12 +597,12 @@ def test_training_figure_names_classes_axes_splits_and_accuracy():
 
 def test_training_figure_without_a_boundary_still_shows_accuracy():
     pytest.importorskip("matplotlib")
-    from dlaccel.bench import commands
+    from dlaccel.cli.train import training_figure
 
     X, Y = dlaccel.datasets.blobs()
     X3 = np.vstack([X, X[:1] * 0.5])  # three features: no boundary panel
     model = dlaccel.LogisticRegression().fit(X3[:, :150], Y[:, :150], num_iterations=20)
-    fig = commands.training_figure(model, (X3[:, :150], Y[:, :150]), (X3[:, 150:], Y[:, 150:]), "digits-like")
+    fig = training_figure(model, (X3[:, :150], Y[:, :150]), (X3[:, 150:], Y[:, 150:]), "digits-like")
     (ax,) = fig.axes
     assert "train accuracy" in ax.get_title() and "test accuracy" in ax.get_title()
 
