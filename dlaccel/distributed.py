@@ -96,9 +96,7 @@ def _engine(spec: dict[str, Any]) -> Any:
     with _engines_lock:
         engine = _engines.get(spec["token"])
         if engine is None:
-            from .models import Model
-
-            engine = Model.from_config(spec["config"], backend=spec["backend"])
+            engine = spec["build"](spec["config"], backend=spec["backend"])
             _engines[spec["token"]] = engine
         return engine
 
@@ -142,9 +140,7 @@ def _group_sums(spec: dict[str, Any], params: dict[str, np.ndarray], with_cost: 
 
 def _model(spec: dict[str, Any], params: dict[str, np.ndarray]) -> Any:
     """A model rebuilt from its config and parameters, for a one-off task (no cache to clear)."""
-    from .models import Model
-
-    return Model.from_config(spec["config"], parameters=params, backend=spec["backend"])
+    return spec["build"](spec["config"], parameters=params, backend=spec["backend"])
 
 
 def _block_sums(spec: dict[str, Any], params: dict[str, np.ndarray], what: str,
@@ -227,7 +223,9 @@ def build_from_data(model: Any, X: Any, Y: Any) -> tuple[Any, Any]:
 
 
 def spec_of(model: Any, token: str | None = None) -> dict[str, Any]:
-    return {"token": token or uuid.uuid4().hex, "config": model.config(), "backend": model.backend.name}
+    # "build" is Model.from_config, handed over so that this module never imports models (no circle).
+    return {"token": token or uuid.uuid4().hex, "config": model.config(), "backend": model.backend.name,
+            "build": model.from_config}
 
 
 def host_params(model: Any) -> dict[str, np.ndarray]:
