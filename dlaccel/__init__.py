@@ -22,6 +22,7 @@ from .errors import (
 from .gradcheck import gradient_check
 from .io import load_model as load
 from .models import DeepNN, LogisticRegression, Model, ShallowNN, initialize_parameters
+from .sweep import SweepResult, Trial, sweep  # the function shadows the module name, like load
 
 __version__ = "0.1.0"
 
@@ -39,7 +40,9 @@ __all__ = [
     "ModelFileError",
     "ShallowNN",
     "ShapeError",
+    "SweepResult",
     "TrainingDivergedError",
+    "Trial",
     "UnknownBackendError",
     "available_backends",
     "datasets",
@@ -49,5 +52,6 @@ __all__ = [
     "initialize_parameters",
     "load",
     "set_backend",
+    "sweep",
     "use_backend",
 ]
