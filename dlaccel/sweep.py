@@ -334,7 +334,7 @@ def _check_data(X: Any, Y: Any, validation: Any) -> tuple[Any, Any, Any, Any]:
 
 
 def _plan(model_class: type, grid: dict[str, list], fixed: dict[str, Any],
-          n_x: int) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+          n_x: int) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]]:
     """Every trial's (constructor args, fit args, grid values), each model built once here so that a
     bad value in any trial is refused before any training starts."""
     plan = []
@@ -358,8 +358,16 @@ def _plan(model_class: type, grid: dict[str, list], fixed: dict[str, Any],
         if model.layer_dims is not None and model.layer_dims[0] != n_x:
             raise InputError(f"layer_dims {model.layer_dims} starts with n_x = {model.layer_dims[0]}, but X has "
                              f"{n_x} features (shape ({n_x}, m)){where}")
-        plan.append((init, fit, params))
+        plan.append((init, fit, params, _work(model, fit, n_x)))
     return plan
+
+
+def _work(model: Any, fit: dict[str, Any], n_x: int) -> int:
+    """A trial's rough cost (iterations x weights), so the cluster starts the longest trials first and
+    a big one does not run alone at the end."""
+    dims = model.layer_dims or [n_x, getattr(model, "n_h", 1), 1]
+    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    return int(fit.get("num_iterations", model.default_num_iterations)) * weights
 
 
 def sweep(model_class: type, grid: Mapping[str, Sequence[Any]], X: Any, Y: Any, *,
@@ -397,7 +405,7 @@ def sweep(model_class: type, grid: Mapping[str, Sequence[Any]], X: Any, Y: Any, 
                           "after another (pip install 'dlaccel[distributed]' runs them in parallel)", stacklevel=2)
             local = True
     if local:
-        trials = [run_trial(model_class, init, fit, params, data) for init, fit, params in plan]
+        trials = [run_trial(model_class, init, fit, params, data) for init, fit, params, _ in plan]
         ran_on = "this process"
     else:
         trials, ran_on = _on_cluster(model_class, plan, data, client, n_workers)
@@ -414,8 +422,8 @@ def _on_cluster(model_class: type, plan: list, data: tuple, client: Any, n_worke
         token = uuid.uuid4().hex
         [shared] = connected.scatter([data], broadcast=True, hash=False)
         futures = [connected.submit(run_trial, model_class, init, fit, params, shared, pure=False,
-                                    key=f"dlaccel-trial-{token}-{i}")
-                   for i, (init, fit, params) in enumerate(plan)]
+                                    key=f"dlaccel-trial-{token}-{i}", priority=work)
+                   for i, (init, fit, params, work) in enumerate(plan)]
         try:
             trials = connected.gather(futures)
         finally:

@@ -190,6 +190,7 @@ def test_data_goes_to_each_worker_once_not_per_trial(data, client, monkeypatch):
 
     def spy_submit(fn, *args, **kw):
         calls["submit"].append(args)
+        calls.setdefault("priority", []).append(kw.get("priority"))
         return submit(fn, *args, **kw)
 
     monkeypatch.setattr(client, "scatter", spy_scatter)
@@ -201,6 +202,8 @@ def test_data_goes_to_each_worker_once_not_per_trial(data, client, monkeypatch):
         assert not any(isinstance(a, np.ndarray) for a in args)
         assert isinstance(args[-1], distributed.Future)
     assert len({a[-1].key for a in calls["submit"]}) == 1
+    # The biggest trials start first, so that no long one runs alone at the end.
+    assert calls["priority"] == sorted(calls["priority"]) and len(set(calls["priority"])) == 4
 
 
 def test_a_diverged_trial_on_the_cluster_is_recorded(data, client):
