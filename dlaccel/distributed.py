@@ -80,7 +80,7 @@ def client_for(client: Any = None, n_workers: int | None = None) -> Iterator[Any
             pass
     workers = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     with distributed.LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as local:
         yield local
 
