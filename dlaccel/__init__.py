@@ -23,6 +23,7 @@ from .errors import (
 from .gradcheck import gradient_check
 from .models import DeepNN, LogisticRegression, Model, ShallowNN, initialize_parameters
 from .models import load_model as load
+from .sweep import SweepResult, Trial, sweep  # the function shadows the module name, like load
 
 __version__ = "0.1.0"
 
@@ -40,7 +41,9 @@ __all__ = [
     "ModelFileError",
     "ShallowNN",
     "ShapeError",
+    "SweepResult",
     "TrainingDivergedError",
+    "Trial",
     "UnknownBackendError",
     "WorkerLostError",
     "available_backends",
@@ -51,5 +54,6 @@ __all__ = [
     "initialize_parameters",
     "load",
     "set_backend",
+    "sweep",
     "use_backend",
 ]

@@ -80,7 +80,7 @@ def client_for(client: Any = None, n_workers: int | None = None) -> Iterator[Any
             pass
     workers = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     with distributed.LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as local:
         yield local
 
@@ -203,20 +203,21 @@ def _y_shape_error(X: Any, Y: Any) -> ShapeError:
                       f"expected (n_y, {X.shape[1]})")
 
 
-def _label_sample(Y: Any) -> np.ndarray:
+def _label_sample(Y: Any, client: Any = None) -> np.ndarray:
     """A small host array holding every distinct label of ``Y`` (or a few one-hot columns), so that
-    the model can size its output layer and learn its classes without seeing all of ``Y``."""
+    the model can size its output layer and learn its classes without seeing all of ``Y``. Computed
+    on ``client`` when given: only it can see data persisted on its workers."""
     import dask.array as da
 
-    if Y.shape[0] == 1:
-        return np.asarray(da.unique(Y).compute()).reshape(1, -1)
-    return np.asarray(Y[:, : min(Y.shape[1], 16)].compute())
+    sample = da.unique(Y) if Y.shape[0] == 1 else Y[:, : min(Y.shape[1], 16)]
+    values = sample.compute() if client is None else client.compute(sample, sync=True)
+    return np.asarray(values).reshape(1, -1) if Y.shape[0] == 1 else np.asarray(values)
 
 
-def build_from_data(model: Any, X: Any, Y: Any) -> tuple[Any, Any]:
+def build_from_data(model: Any, X: Any, Y: Any, client: Any = None) -> tuple[Any, Any]:
     """Align ``X``/``Y`` and build the model's layers (and classes) from a sample of the labels."""
     X, Y = _aligned(model, X, Y)
-    sample = _label_sample(Y)
+    sample = _label_sample(Y, client)
     # The model's own checks and building run on the sample; every shard is checked again on its worker.
     model._prepare(np.zeros((X.shape[0], sample.shape[1]), dtype=model.dtype), sample)
     return X, Y
@@ -251,8 +252,11 @@ class ShardedData:
         self.groups: list[list[int]] = []
         self._workers_seen: set[str] = set()
         try:
-            # Bad values (NaN/Inf, unknown labels) surface here, as the typed error the worker raised.
-            client.gather(self.futures)
+            # Bad values (NaN/Inf, unknown labels) surface here, as the typed error the worker raised;
+            # waiting (not gathering) keeps the shards on the workers.
+            for fut in self.futures:
+                if fut.exception() is not None:  # waits for the shard; fetches only an error
+                    fut.result()
         except BaseException:
             self.release()
             raise

@@ -329,7 +329,7 @@ class Model:
             from .distributed import ShardedData, build_from_data, client_for
 
             with client_for(client) as connected:
-                Xd, Yd = build_from_data(self, X, Y)
+                Xd, Yd = build_from_data(self, X, Y, connected)
                 if n_iter == 0:
                     return self
                 data = ShardedData(connected, self, Xd, Yd)

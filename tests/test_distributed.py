@@ -334,3 +334,34 @@ def test_lost_data_that_cannot_be_recomputed_is_a_typed_error(client):
     for k, p in expected.parameters.items():
         np.testing.assert_allclose(model.parameters[k], p, rtol=1e-9)
     client.wait_for_workers(2, timeout=30)
+
+
+def test_fit_on_data_persisted_on_a_client_that_is_not_the_default(client):
+    # The label sample must be computed on the fit's client: the default scheduler cannot see the
+    # workers' data (it used to fail with "Missing dependency").
+    X, Y = client.persist(list(datasets.blobs(m=300, centers=3, seed=4, chunks=100)))
+    dist = dlaccel.DeepNN([2, 5, 3], seed=1).fit(X, Y, learning_rate=0.05, num_iterations=5, client=client)
+    Xn, Yn = client.compute([X, Y], sync=True)
+    local = dlaccel.DeepNN([2, 5, 3], seed=1).fit(Xn, Yn, learning_rate=0.05, num_iterations=5)
+    assert_same_fit(local, dist, "float64")
+
+
+def test_the_data_never_comes_to_the_client(client, monkeypatch):
+    # Everything the fit gathers (gradient sums, costs, labels) is small next to the data; the shards
+    # themselves used to be gathered once to surface bad values.
+    from dask.sizeof import sizeof
+
+    gathered = []
+    gather = client.gather
+
+    def spy(*args, **kwargs):
+        out = gather(*args, **kwargs)
+        gathered.append(sizeof(out))
+        return out
+
+    monkeypatch.setattr(client, "gather", spy)
+    X = da.random.default_rng(0).standard_normal((64, 8000), chunks=(64, 1000))
+    Y = (X[:1] > 0).astype(np.uint8)
+    dlaccel.LogisticRegression().fit(X, Y, num_iterations=2, client=client)
+    assert gathered, "the spy saw nothing: the fit no longer gathers through the client"
+    assert sum(gathered) < X.nbytes / 20, (sum(gathered), X.nbytes)
