@@ -71,35 +71,62 @@ def _labels(Y: np.ndarray) -> np.ndarray:
 
 
 def decision_boundary(ax: Any, model: Any, X: np.ndarray, Y: np.ndarray, title: str = "",
-                      resolution: int = 200, legend: bool = True) -> None:
+                      resolution: int = 200, legend: bool = True, test: tuple[Any, Any] | None = None) -> None:
     """The model's predicted class over the plane of 2-D ``X`` as coloured regions, with the points
-    of ``X`` on top coloured by their label ``Y`` (one legend entry per class)."""
+    of ``X`` on top coloured by their label ``Y`` (one legend entry per class). With ``test=(X_test,
+    Y_test)`` the test points join them as crosses, and the legend says which is which."""
     from matplotlib.colors import ListedColormap
 
-    X = np.asarray(X)
-    labels = _labels(Y)
-    classes = np.unique(labels)
+    splits = [(np.asarray(X), _labels(Y), "o", "train")]
+    if test is not None and np.asarray(test[0]).shape[1]:
+        splits.append((np.asarray(test[0]), _labels(test[1]), "X", "test"))
+    everything = np.hstack([Xs for Xs, *_ in splits])
+    classes = np.unique(np.concatenate([labels for _, labels, *_ in splits]))
     colors = [CLASS_COLORS[j % len(CLASS_COLORS)] for j in range(len(classes))]
     if model is not None:
-        pad = 0.1 * (X.max(axis=1) - X.min(axis=1)) + 0.2
-        xs = np.linspace(X[0].min() - pad[0], X[0].max() + pad[0], resolution)
-        ys = np.linspace(X[1].min() - pad[1], X[1].max() + pad[1], resolution)
+        lo, hi = everything.min(axis=1), everything.max(axis=1)
+        pad = 0.1 * (hi - lo) + 0.2
+        xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution)
+        ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution)
         gx, gy = np.meshgrid(xs, ys)
-        pred = np.asarray(model.predict(np.vstack([gx.ravel(), gy.ravel()]).astype(X.dtype)))
+        pred = np.asarray(model.predict(np.vstack([gx.ravel(), gy.ravel()]).astype(everything.dtype)))
         if pred.shape[0] == 1:  # one label per point (multi-label outputs get no regions)
             index = np.searchsorted(classes, pred.reshape(gx.shape)).clip(0, len(classes) - 1)
             ax.contourf(gx, gy, index, levels=np.arange(len(classes) + 1) - 0.5, alpha=0.3,
                         cmap=ListedColormap(colors))
     for j, c in enumerate(classes):
-        pts = labels == c
-        ax.scatter(X[0, pts], X[1, pts], s=9, color=colors[j], edgecolors="k", linewidths=0.2,
-                   label=f"class {_class_name(c)}")
+        for Xs, labels, marker, split in splits:
+            pts = labels == c
+            if not pts.any():
+                continue
+            name = f"class {_class_name(c)}" + (f" ({split})" if len(splits) > 1 else "")
+            ax.scatter(Xs[0, pts], Xs[1, pts], s=9 if split == "train" else 36, color=colors[j], marker=marker,
+                       edgecolors="k", linewidths=0.2 if split == "train" else 0.8, label=name)
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     if title:
         ax.set_title(title, fontsize="medium")
     if legend:
         ax.legend(fontsize="x-small", loc="lower right", markerscale=1.5)
+
+
+def training_figure(model: Any, train: tuple[Any, Any], test: tuple[Any, Any], title: str) -> Any:
+    """One fit in one figure: the cost curve with the accuracies in its title, and for 2-D data the
+    decision boundary with training points as dots and test points as crosses."""
+    (X, Y), (X_test, Y_test) = train, test
+    two_d = np.asarray(X).shape[0] == 2
+    fig = new_figure(12 if two_d else 6.5, 5)
+    axes = fig.subplots(1, 2 if two_d else 1, squeeze=False)[0]
+    scores = [f"train accuracy {100 * model.accuracy(X, Y):.1f} %"]
+    if np.asarray(X_test).shape[1]:
+        scores.append(f"test accuracy {100 * model.accuracy(X_test, Y_test):.1f} %")
+    cost_curves(axes[0], [("cost", model.costs, None)])
+    axes[0].get_legend().remove()
+    axes[0].set_title(f"{title}\n{', '.join(scores)}")
+    if two_d:
+        decision_boundary(axes[1], model, X, Y, "decision boundary: shaded by predicted class;\n"
+                          "dots training, crosses test examples", test=(X_test, Y_test))
+    return fig
 
 
 def _class_name(c: Any) -> str:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
-import numpy as np
 from click.core import ParameterSource
 
-from .._files import atomic_write
-from ..errors import MissingDependencyError
+from ..plots import save_png, training_figure
 from ..training import MODELS, prepare
 from ._common import CommandError, check_output_path, console, handle_errors, require_matplotlib
 
@@ -37,63 +34,6 @@ def check_model_options(kind: str) -> None:
         if kind != model and ctx.get_parameter_source(param) not in (None, ParameterSource.DEFAULT):
             raise CommandError(f"{option} applies only to --model {model}, not to --model {kind}; "
                                "drop it or choose that model")
-
-
-def training_figure(model: Any, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                    title: str) -> Any:
-    """The cost curve, with the accuracies in its title, and for 2-D data the decision boundary:
-    regions and points coloured by class (named in the legend), training points as dots, test
-    points as crosses."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.colors import ListedColormap
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingDependencyError("--plot needs matplotlib: pip install 'dlaccel[plot]'") from None
-    (X, Y), (X_test, Y_test) = train, test
-    two_d = X.shape[0] == 2
-    fig = Figure(figsize=(12 if two_d else 6.5, 5), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2 if two_d else 1, squeeze=False)[0]
-    iterations, costs = zip(*model.costs) if model.costs else ((), ())
-    scores = [f"train accuracy {100 * model.accuracy(X, Y):.1f} %"]
-    if X_test.shape[1]:
-        scores.append(f"test accuracy {100 * model.accuracy(X_test, Y_test):.1f} %")
-    axes[0].plot(iterations, costs, marker=".")
-    axes[0].set_xlabel("iteration")
-    axes[0].set_ylabel("cost")
-    axes[0].set_title(f"{title}\n{', '.join(scores)}")
-    if two_d:
-        ax = axes[1]
-        both = np.hstack([X, X_test])
-        classes = np.unique(np.concatenate([Y.ravel(), Y_test.ravel()]))
-        colors = [f"C{i % 10}" for i in range(len(classes))]
-        pad = 0.5
-        xs = np.linspace(both[0].min() - pad, both[0].max() + pad, 200)
-        ys = np.linspace(both[1].min() - pad, both[1].max() + pad, 200)
-        gx, gy = np.meshgrid(xs, ys)
-        predicted = model.predict(np.vstack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
-        region = np.searchsorted(classes, predicted)  # class index per grid point
-        ax.contourf(gx, gy, region, levels=np.arange(len(classes) + 1) - 0.5, cmap=ListedColormap(colors),
-                    alpha=0.25)
-        for i, c in enumerate(classes):
-            for (Xs, Ys), marker, split in (((X, Y), "o", "train"), ((X_test, Y_test), "X", "test")):
-                mask = Ys.ravel() == c
-                if mask.any():
-                    ax.scatter(Xs[0, mask], Xs[1, mask], c=colors[i], marker=marker, s=18 if split == "train" else 40,
-                               edgecolors="k", linewidths=0.3 if split == "train" else 0.8,
-                               label=f"class {c} ({split})")
-        ax.set_xlabel("feature x1 (row 0 of X)")
-        ax.set_ylabel("feature x2 (row 1 of X)")
-        ax.set_title("decision boundary: shaded by predicted class;\ndots training, crosses test examples")
-        ax.legend(loc="best", fontsize="small", framealpha=0.8)
-    return fig
-
-
-def plot_training(model: Any, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                  path: Path, title: str) -> None:
-    fig = training_figure(model, train, test, title)
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), "plot")
 
 
 @click.command()
@@ -148,8 +88,9 @@ def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str 
         out.print(f"model written to {save_path}")
     if plot_path is not None:
         try:
-            plot_training(model, (t.X_train, t.Y_train), (t.X_test, t.Y_test), plot_path,
-                          f"{type(model).__name__} on {dataset}, {model.backend.name} backend")
+            fig = training_figure(model, (t.X_train, t.Y_train), (t.X_test, t.Y_test),
+                                  f"{type(model).__name__} on {dataset}, {model.backend.name} backend")
+            save_png(fig, plot_path, dpi=110)
         except Exception as exc:  # the results are out already; say what the plot hit, in one line
             raise CommandError(f"the plot could not be written to {plot_path}: {type(exc).__name__}: {exc}") \
                 from None
