@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import uuid
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ def is_dask_array(x: Any) -> bool:
     return type(x).__module__.split(".", 1)[0] == "dask" and hasattr(x, "chunks")
 
 
-def _require_distributed() -> Any:
+def require_distributed() -> Any:
     try:
         import dask.array  # noqa: F401
         import distributed
@@ -56,7 +57,7 @@ def client_for(client: Any = None, n_workers: int | None = None) -> Iterator[Any
     """The Client to run on: ``client`` itself, a Client connected to the address ``client``, the
     Client the user already made, else a LocalCluster of single-threaded worker processes (one per
     usable core, or ``n_workers``) started for this block and closed after it."""
-    distributed = _require_distributed()
+    distributed = require_distributed()
     if isinstance(client, distributed.Client):
         yield client
         return
@@ -79,10 +80,26 @@ def client_for(client: Any = None, n_workers: int | None = None) -> Iterator[Any
         except ValueError:  # no current client
             pass
     workers = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    with distributed.LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, \
-            distributed.Client(cluster, set_as_default=False) as local:
+    with _children_ignore_sigint():
+        cluster = distributed.LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0")
+    with cluster, distributed.Client(cluster, set_as_default=False) as local:
         yield local
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Worker processes started in the block inherit an ignored SIGINT: Ctrl-C at the terminal reaches
+    the whole process group, and only this process should act on it (stop at the last completed
+    iteration, close the cluster), not every worker with a traceback of its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- the worker side ------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ import numpy as np
 from ._validation import check_learning_rate
 from .backends import get_backend
 from .errors import InputError
-from .models import DeepNN, LogisticRegression, Model, ShallowNN
+from .models import DeepNN, LogisticRegression, Model, ShallowNN, load_model
 
 MODELS = ("logistic", "shallow", "deep")
+MODEL_CLASSES: dict[str, type[Model]] = {"logistic": LogisticRegression, "shallow": ShallowNN, "deep": DeepNN}
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -40,14 +41,19 @@ def split(X: np.ndarray, Y: np.ndarray, test_fraction: float, seed: int, option:
     return X[:, train], Y[:, train], X[:, test], Y[:, test]
 
 
+def output_size(Y: np.ndarray) -> int:
+    """The output layer a data set's labels need: one sigmoid unit for two classes, else one per class."""
+    classes = len(np.unique(Y))
+    return 1 if classes <= 2 else classes
+
+
 def build_model(kind: str, X: np.ndarray, Y: np.ndarray, layers: list[int], hidden_units: int,
                 **common: Any) -> Model:
     if kind == "logistic":
         return LogisticRegression(**common)
     if kind == "shallow":
         return ShallowNN(hidden_units, **common)
-    classes = int(Y.max()) + 1
-    return DeepNN([X.shape[0], *layers, 1 if classes <= 2 else classes], **common)
+    return DeepNN([X.shape[0], *layers, output_size(Y)], **common)
 
 
 @dataclass
@@ -60,13 +66,28 @@ class Training:
     Y_train: np.ndarray
     X_test: np.ndarray
     Y_test: np.ndarray
-    num_iterations: int
+    num_iterations: int  # still to run (all of them, unless resumed)
     learning_rate: float | None = None
+    total_iterations: int = 0  # where the run ends, counted from the model's first iteration
 
-    def fit(self, progress: bool = False) -> Model:
-        return self.model.fit(self.X_train, self.Y_train, learning_rate=self.learning_rate,
-                              num_iterations=self.num_iterations, cost_every=max(1, self.num_iterations // 100),
-                              progress=progress)
+    def fit(self, progress: bool = False, client: Any = None, workers: int | None = None, checkpoint: Any = None,
+            checkpoint_every: int | None = None) -> Model:
+        """Fit on the training split; with ``client`` (a Client or scheduler address) or ``workers``
+        (a LocalCluster of that many processes), data-parallel on Dask, the split in one chunk per worker."""
+        X: Any = self.X_train
+        keywords = {"learning_rate": self.learning_rate, "num_iterations": self.num_iterations,
+                    "cost_every": max(1, self.total_iterations // 100), "progress": progress,
+                    "checkpoint": checkpoint, "checkpoint_every": checkpoint_every}
+        if client is None and workers is None:
+            return self.model.fit(X, self.Y_train, **keywords)
+        from .distributed import client_for
+
+        with client_for(client, workers) as connected:
+            import dask.array as da
+
+            n = max(1, len(connected.scheduler_info(n_workers=-1)["workers"]))
+            X = da.from_array(X, chunks=(X.shape[0], -(-X.shape[1] // n)))
+            return self.model.fit(X, self.Y_train, client=connected, **keywords)
 
     def accuracies(self) -> tuple[float, float | None]:
         """Train accuracy, and test accuracy (None without a test split)."""
@@ -76,8 +97,11 @@ class Training:
 
 def prepare(dataset: str, kind: str, *, layers: list[int], hidden_units: int, backend: Any = None,
             learning_rate: float | None = None, iterations: int | None = None, seed: int = 1,
-            dtype: Any = "float64", test_split: float = 0.2, split_option: str = "test_split") -> Training:
-    """Everything but the fit: the backend and learning rate are checked before the data set loads."""
+            dtype: Any = "float64", test_split: float = 0.2, split_option: str = "test_split",
+            resume: Any = None) -> Training:
+    """Everything but the fit: the backend and learning rate are checked before the data set loads.
+    ``resume`` (a saved model or checkpoint) replaces the new model and runs the iterations it has
+    left to reach ``iterations`` in total."""
     if kind not in MODELS:
         raise InputError(f"unknown model {kind!r}; expected one of {', '.join(MODELS)}")
     be = get_backend(backend)  # unknown or unavailable: raises before any work
@@ -85,6 +109,13 @@ def prepare(dataset: str, kind: str, *, layers: list[int], hidden_units: int, ba
         check_learning_rate(learning_rate)
     X, Y = load_dataset(dataset)
     X_train, Y_train, X_test, Y_test = split(X, Y, test_split, seed, split_option)
-    model = build_model(kind, X_train, Y_train, layers, hidden_units, seed=seed, dtype=dtype, backend=be)
-    n_iter = iterations if iterations is not None else model.default_num_iterations
-    return Training(dataset, model, X_train, Y_train, X_test, Y_test, n_iter, learning_rate)
+    if resume is not None:
+        model = load_model(resume, backend=be)
+        if not isinstance(model, MODEL_CLASSES[kind]):
+            raise InputError(f"{resume} holds a {type(model).__name__}, not a {MODEL_CLASSES[kind].__name__} "
+                             f"(model {kind!r}); resume with the options the run started with")
+    else:
+        model = build_model(kind, X_train, Y_train, layers, hidden_units, seed=seed, dtype=dtype, backend=be)
+    total = iterations if iterations is not None else model.default_num_iterations
+    return Training(dataset, model, X_train, Y_train, X_test, Y_test, max(0, total - model.iteration),
+                    learning_rate, total)

@@ -619,3 +619,75 @@ def test_speedup_chart_labels_its_axes_and_bars():
     texts = sorted(t.get_text() for t in ax.texts)
     assert texts == sorted(rep.fmt_ratio(r["speedup_vs_loops"]) for r in shown)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loops", "numpy", "numba", "torch"]
+
+
+@pytest.mark.parametrize("where", [[], ["--workers", "2"]], ids=["local", "distributed"])
+def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(tmp_path, where, cli):
+    """Ctrl-C at a terminal signals the whole process group (Dask's workers too)."""
+    import shlex
+    import signal
+    import time
+
+    from dlaccel.training import prepare
+
+    ckpt = tmp_path / "run.npz"
+    cmd = [sys.executable, "-m", "dlaccel", "train", "--iterations", "10000000", "--checkpoint", str(ckpt),
+           "--no-progress", *where]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = proc.stdout.readline()
+    assert first.startswith("training ShallowNN"), first
+    time.sleep(3)  # well into training
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out, out
+    done = dlaccel.load(ckpt).iteration
+    assert f"interrupted at iteration {done}; the model is saved to {ckpt}" in out
+    resume = next(line for line in out.splitlines() if line.startswith("resume with: "))
+    words = shlex.split(resume.removeprefix("resume with: "))
+    assert words[:2] == ["dlaccel", "train"] and words[-2:] == ["--resume", str(ckpt)]
+    # The printed command continues the run: here to five more iterations.
+    t = prepare("planar", "shallow", layers=[20, 7, 5], hidden_units=4, seed=1, resume=ckpt)
+    expected = t.model.fit(t.X_train, t.Y_train, num_iterations=5)
+    words[words.index("--iterations") + 1] = str(done + 5)
+    runner = CliRunner()
+    result = runner.invoke(cli, words[1:] + ["--save", str(tmp_path / "after.npz")])
+    assert result.exit_code == 0, result.output
+    after = dlaccel.load(tmp_path / "after.npz")
+    assert after.iteration == done + 5
+    for k, p in expected.parameters.items():
+        np.testing.assert_allclose(after.parameters[k], p, rtol=1e-9)
+
+
+def test_train_distributed_and_checkpoint_options_are_checked_before_work(tmp_path, cli):
+    runner = CliRunner()
+    for args, message in [
+        (["--workers", "2", "--cluster", "tcp://127.0.0.1:1"], "give one of them"),
+        (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint"),
+        (["--checkpoint", str(tmp_path / "no" / "x.npz")], "--checkpoint:"),
+        (["--resume", str(tmp_path / "missing.npz")], "no model file"),
+    ]:
+        result = runner.invoke(cli, ["train", "--iterations", "3", "--no-progress", *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.count("Error:") == 1 and message in result.output, result.output
+    dlaccel.LogisticRegression().fit(*dlaccel.datasets.planar(m=20), num_iterations=2).save(tmp_path / "lr.npz")
+    result = runner.invoke(cli, ["train", "--resume", str(tmp_path / "lr.npz"), "--no-progress"])
+    assert result.exit_code == 1 and "holds a LogisticRegression, not a ShallowNN" in result.output
+
+
+def test_train_resumes_to_the_total_and_checkpoints_as_it_goes(tmp_path, cli):
+    runner = CliRunner()
+    ckpt = tmp_path / "c.npz"
+    base = ["train", "--no-progress", "--checkpoint", str(ckpt)]
+    assert runner.invoke(cli, [*base, "--iterations", "30", "--checkpoint-every", "10"]).exit_code == 0
+    assert dlaccel.load(ckpt).iteration == 30
+    result = runner.invoke(cli, [*base, "--iterations", "50", "--resume", str(ckpt)])
+    assert result.exit_code == 0 and "20 iterations, resumed at iteration 30" in result.output
+    resumed = dlaccel.load(ckpt)
+    straight = runner.invoke(cli, ["train", "--no-progress", "--iterations", "50", "--save", str(tmp_path / "s.npz")])
+    assert straight.exit_code == 0
+    for k, p in dlaccel.load(tmp_path / "s.npz").parameters.items():
+        np.testing.assert_allclose(resumed.parameters[k], p, rtol=1e-12)
+    result = runner.invoke(cli, [*base, "--iterations", "40", "--resume", str(ckpt)])
+    assert result.exit_code == 0 and "already at iteration 50 of 40; nothing to train" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -26,6 +27,23 @@ def _parse_layers(text: str) -> list[int]:
 
 # The options that size one model only; given with another model they would be silently ignored.
 MODEL_OPTIONS = {"layers": ("--layers", "deep"), "hidden_units": ("--hidden-units", "shallow")}
+
+
+def command_line(drop: list[str], extra: list[str]) -> str:
+    """This command as typed (the options given on the command line), less ``drop``, plus ``extra``."""
+    ctx = click.get_current_context()
+    words = ["dlaccel", ctx.info_name or "train"]
+    for param in ctx.command.params:
+        if param.name in drop or not isinstance(param, click.Option) or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words + extra)
 
 
 def check_model_options(kind: str) -> None:
@@ -54,29 +72,66 @@ def check_model_options(kind: str) -> None:
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               help="Write the cost curve (and the decision boundary for 2-D data) as PNG.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Train data-parallel on a LocalCluster of N single-threaded worker processes (Dask).")
+@click.option("--cluster", metavar="ADDRESS", help="Train data-parallel on the Dask scheduler at ADDRESS.")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(path_type=Path),
+              help="Write the model here every --checkpoint-every iterations, at the end and on Ctrl-C.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), help="Iterations between checkpoints.")
+@click.option("--resume", "resume_path", type=click.Path(path_type=Path),
+              help="Continue the model saved at PATH (a checkpoint) up to --iterations in total.")
 @handle_errors
 def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str | None, learning_rate: float | None,
           iterations: int | None, seed: int, dtype: str, test_split: float, save_path: Path | None,
-          plot_path: Path | None, progress: bool) -> None:
-    """Train a logistic, shallow or deep model on a small data set and report its accuracy."""
+          plot_path: Path | None, progress: bool, workers: int | None, cluster: str | None,
+          checkpoint_path: Path | None, checkpoint_every: int | None, resume_path: Path | None) -> None:
+    """Train a logistic, shallow or deep model on a small data set and report its accuracy.
+
+    Ctrl-C stops at the last completed iteration, saves the model (to --checkpoint, else --save, else
+    dlaccel-interrupted.npz), prints the command that resumes, and exits with status 130.
+    """
     # Every argument is checked before the data set is loaded (digits imports scikit-learn).
     check_output_path(save_path, "--save", "model")
     check_output_path(plot_path, "--plot", "plot")
+    check_output_path(checkpoint_path, "--checkpoint", "checkpoint")
     if plot_path is not None:
         require_matplotlib("--plot")
     check_model_options(kind)
+    if workers is not None and cluster is not None:
+        raise CommandError("--workers starts a local cluster and --cluster names one; give one of them")
+    if checkpoint_every is not None and checkpoint_path is None:
+        raise CommandError("--checkpoint-every needs --checkpoint PATH, the file to write")
+    if workers is not None or cluster is not None:
+        from ..distributed import require_distributed
+
+        require_distributed()
     t = prepare(dataset, kind, layers=_parse_layers(layers), hidden_units=hidden_units, backend=backend,
                 learning_rate=learning_rate, iterations=iterations, seed=seed, dtype=dtype, test_split=test_split,
-                split_option="--test-split")
+                split_option="--test-split", resume=resume_path)
     model = t.model
     out = console()
+    where = (f"on the Dask cluster at {cluster}" if cluster else f"on {workers} Dask workers" if workers
+             else "in this process")
+    resumed = f", resumed at iteration {model.iteration}" if resume_path is not None else ""
     out.print(f"training {type(model).__name__} on {dataset} ({t.X_train.shape[1]} training, "
-              f"{t.X_test.shape[1]} test examples) with the {model.backend.name} backend, {t.num_iterations} "
-              "iterations")
+              f"{t.X_test.shape[1]} test examples) with the {model.backend.name} backend {where}, "
+              f"{t.num_iterations} iterations{resumed}")
     note = getattr(model.backend, "first_call_note", None)
     if note:  # otherwise the first iteration looks hung for the seconds it takes
         out.print(f"{model.backend.name}: {note}; the first iteration waits for it")
-    t.fit(progress=progress)
+    try:
+        t.fit(progress=progress, client=cluster, workers=workers, checkpoint=checkpoint_path,
+              checkpoint_every=checkpoint_every)
+    except KeyboardInterrupt:
+        path = checkpoint_path or save_path or Path("dlaccel-interrupted.npz")
+        if checkpoint_path is None:  # fit wrote the checkpoint itself
+            model.save(path)
+        # click.echo, not rich: a command to copy must not be wrapped
+        click.echo(f"interrupted at iteration {model.iteration}; the model is saved to {path}")
+        click.echo("resume with: " + command_line(["resume_path"], ["--resume", str(path)]))
+        raise SystemExit(130) from None
+    if t.num_iterations == 0:
+        out.print(f"the model is already at iteration {model.iteration} of {t.total_iterations}; nothing to train")
     train_acc, test_acc = t.accuracies()
     out.print(f"model: {model!r}")
     out.print(f"final cost: {model.costs[-1][1]:.6f}")
