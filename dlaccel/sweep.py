@@ -20,7 +20,7 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -372,7 +372,8 @@ def _work(model: Any, fit: dict[str, Any], n_x: int) -> int:
 
 def sweep(model_class: type, grid: Mapping[str, Sequence[Any]], X: Any, Y: Any, *,
           fixed: Mapping[str, Any] | None = None, validation: tuple[Any, Any] | None = None,
-          client: Any = None, n_workers: int | None = None) -> SweepResult:
+          client: Any = None, n_workers: int | None = None,
+          progress: Callable[[Trial], None] | None = None) -> SweepResult:
     """Train ``model_class`` at every point of ``grid`` and compare.
 
     ``grid`` maps settings to the values to try: the model's constructor arguments (``n_h``,
@@ -386,7 +387,8 @@ def sweep(model_class: type, grid: Mapping[str, Sequence[Any]], X: Any, Y: Any, 
     Trials run on ``client`` (a ``distributed.Client`` or scheduler address), else the current
     Client, else a LocalCluster of ``n_workers`` single-threaded processes (default: one per core)
     started for the sweep. ``n_workers=0`` runs them here, one after another, as does a machine
-    without ``distributed`` (with a warning saying so).
+    without ``distributed`` (with a warning saying so). ``progress(trial)`` is called as each trial
+    finishes (in the order they finish).
     """
     grid, fixed_ = _check_grid(model_class, grid, fixed)
     X, Y, X_val, Y_val = _check_data(X, Y, validation)
@@ -404,16 +406,23 @@ def sweep(model_class: type, grid: Mapping[str, Sequence[Any]], X: Any, Y: Any, 
             warnings.warn(f"distributed is not installed: running the {len(plan)} trials in this process, one "
                           "after another (pip install 'dlaccel[distributed]' runs them in parallel)", stacklevel=2)
             local = True
+    report = progress or (lambda trial: None)
     if local:
-        trials = [run_trial(model_class, init, fit, params, data) for init, fit, params, _ in plan]
+        trials = []
+        for init, fit, params, _ in plan:
+            trials.append(run_trial(model_class, init, fit, params, data))
+            report(trials[-1])
         ran_on = "this process"
     else:
-        trials, ran_on = _on_cluster(model_class, plan, data, client, n_workers)
+        trials, ran_on = _on_cluster(model_class, plan, data, client, n_workers, report)
     return SweepResult(model_class.__name__, grid, fixed_, trials, X_val is not None, ran_on,
                        time.perf_counter() - start, (v.to_host(X), v.to_host(Y)))
 
 
-def _on_cluster(model_class: type, plan: list, data: tuple, client: Any, n_workers: int | None) -> tuple[list, str]:
+def _on_cluster(model_class: type, plan: list, data: tuple, client: Any, n_workers: int | None,
+                report: Callable[[Trial], None]) -> tuple[list, str]:
+    from distributed import as_completed
+
     from .distributed import client_for
 
     with client_for(client, n_workers) as connected:
@@ -424,8 +433,12 @@ def _on_cluster(model_class: type, plan: list, data: tuple, client: Any, n_worke
         futures = [connected.submit(run_trial, model_class, init, fit, params, shared, pure=False,
                                     key=f"dlaccel-trial-{token}-{i}", priority=work)
                    for i, (init, fit, params, work) in enumerate(plan)]
+        index = {f.key: i for i, f in enumerate(futures)}
+        trials: list[Any] = [None] * len(futures)
         try:
-            trials = connected.gather(futures)
+            for future, trial in as_completed(futures, with_results=True, loop=connected.loop):
+                trials[index[future.key]] = trial
+                report(trial)
         finally:
             connected.cancel([*futures, shared], force=True)
     return list(trials), f"{n}-worker Dask cluster"

@@ -691,3 +691,45 @@ def test_train_resumes_to_the_total_and_checkpoints_as_it_goes(tmp_path, cli):
         np.testing.assert_allclose(resumed.parameters[k], p, rtol=1e-12)
     result = runner.invoke(cli, [*base, "--iterations", "40", "--resume", str(ckpt)])
     assert result.exit_code == 0 and "already at iteration 50 of 40; nothing to train" in result.output
+
+
+def test_sweep_command_prints_the_table_and_writes_json_and_png(tmp_path, cli):
+    pytest.importorskip("matplotlib")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["sweep", "--hidden-units", "1,3", "--learning-rate", "1.2", "--iterations", "200",
+                                 "--workers", "0", "--no-progress", "--json", str(tmp_path / "s.json"),
+                                 "--plot", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if "final cost" in line)
+    assert "n_h" in header and "val acc" in header and "learning_rate" not in header  # single values are fixed
+    rows = [line for line in lines if line.strip()[:1] in "*12" and "ok" in line]
+    assert len(rows) == 2 and sum(r.startswith("*") for r in rows) == 1
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert [t["params"] for t in saved["trials"]] == [{"n_h": 1}, {"n_h": 3}]
+    # The table's numbers are those of plain fits with the same settings on the same split.
+    from dlaccel.training import load_dataset, split
+
+    X_train, Y_train, X_test, Y_test = split(*load_dataset("planar"), 0.2, 1)
+    for trial, n_h in zip(saved["trials"], (1, 3)):
+        model = dlaccel.ShallowNN(n_h, seed=1).fit(X_train, Y_train, learning_rate=1.2, num_iterations=200)
+        assert trial["val_accuracy"] == model.accuracy(X_test, Y_test)
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_command_refuses_mistakes_in_one_line(tmp_path, cli):
+    runner = CliRunner()
+    for args, message in [
+        (["--layers", "8,4"], "--layers applies only to --model deep"),
+        (["--model", "deep", "--hidden-units", "1,2"], "--hidden-units applies only to --model shallow"),
+        (["--model", "logistic", "--hidden-activation", "tanh,relu"], "--hidden-activation applies"),
+        (["--hidden-units", "1,x"], "cannot read 'x' as an integer"),
+        (["--learning-rate", "0.1,-1"], "learning_rate"),
+        ([], "nothing to sweep"),
+        (["--hidden-units", "1,2", "--json", str(tmp_path / "no" / "s.json")], "--json:"),
+        (["--hidden-units", "1,2", "--workers", "2", "--cluster", "tcp://127.0.0.1:1"], "give one of them"),
+    ]:
+        result = runner.invoke(cli, ["sweep", "--no-progress", "--workers", "0", *args]
+                               if "--workers" not in args else ["sweep", "--no-progress", *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.count("Error:") == 1 and message in result.output, (args, result.output)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import bench, info, train
+from . import bench, info, sweep, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,10 +17,11 @@ def cli() -> None:
     dlaccel info     versions, backends, BLAS, CPU and GPU
     dlaccel bench    the ladder loops -> numpy -> numba -> cupy (and PyTorch) side by side
     dlaccel train    train a model on a small data set, with a progress bar
+    dlaccel sweep    a grid of training settings, trials in parallel, the table and the pictures
     """
 
 
-for command in (info.info, bench.bench, train.train):
+for command in (info.info, bench.bench, train.train, sweep.sweep_command):
     cli.add_command(command)
 
 __all__ = ["cli"]
