@@ -264,7 +264,11 @@ class ShardedData:
         starts = np.cumsum((0, *X.chunks[1][:-1]))
         shards = [prepare(self.spec, int(starts[j]), x, y, dask_key_name=f"dlaccel-shard-{self.spec['token']}-{j}")
                   for j, (x, y) in enumerate(zip(xs, ys))]
-        self.futures = client.compute(shards)
+        # Spread the shards round-robin as a hint (not a pin: a shard whose worker dies is recomputed
+        # anywhere), so that no worker ends an iteration late with most of the data.
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        self.futures = [client.compute(shard, workers=[workers[j % len(workers)]] if workers else None,
+                                       allow_other_workers=True) for j, shard in enumerate(shards)]
         self.m = int(X.shape[1])
         self.groups: list[list[int]] = []
         self._workers_seen: set[str] = set()

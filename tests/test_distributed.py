@@ -365,3 +365,17 @@ def test_the_data_never_comes_to_the_client(client, monkeypatch):
     dlaccel.LogisticRegression().fit(X, Y, num_iterations=2, client=client)
     assert gathered, "the spy saw nothing: the fit no longer gathers through the client"
     assert sum(gathered) < X.nbytes / 20, (sum(gathered), X.nbytes)
+
+
+def test_shards_are_spread_evenly_over_the_workers(client):
+    X, Y = datasets.planar(m=800)
+    model = dlaccel.ShallowNN(3, seed=0).fit(X, Y, num_iterations=0)
+    from dlaccel.distributed import ShardedData, build_from_data
+
+    Xd, Yd = build_from_data(model, da.from_array(X, chunks=(2, 100)), Y, client)
+    data = ShardedData(client, model, Xd, Yd)
+    try:
+        held = [len(g) for g in data.groups]
+        assert sorted(held) == [4, 4], held
+    finally:
+        data.release()
