@@ -209,5 +209,5 @@ def test_a_tiny_run_writes_its_json_and_chart(monkeypatch, tmp_path):
     peer = result["peer"]
     assert np.isfinite(peer["dlaccel_cost"]) and peer["dlaccel_cost"] < np.log(2)  # it learned something
     if peer["peer"] is not None:
-        assert np.isfinite(peer["peer_cost"]) and peer["speedup"] > 0
+        assert np.isfinite(peer["peer_cost"]) and np.isfinite(peer["speedup"])  # timings: any sign under load
     assert "Targets (issue 9)" in db.format_table(result)

@@ -113,10 +113,11 @@ def _check_args(profile: str, workers: Sequence[int], json_path: Any, plot_path:
     try:
         import dask.array  # noqa: F401
         import distributed  # noqa: F401
+        import threadpoolctl  # noqa: F401  (the one-process baseline's 2 BLAS threads)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"the distributed benchmark needs dask[array] and distributed ({exc.name} is missing): "
-            "pip install 'dlaccel[distributed]'") from None
+            f"the distributed benchmark needs dask[array], distributed and threadpoolctl ({exc.name} is "
+            "missing): pip install 'dlaccel[distbench]'") from None
     return counts
 
 
