@@ -380,6 +380,9 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
                          "compute_per_example_1core_s": a * cores, "t_at_m_s": a * at_m + o,
                          "t_at_m_measured_s": measured}
     out: dict[str, Any] = {"configs": configs}
+    # A negative time per example or overhead cannot be physics: the timings were too noisy to fit.
+    out["unphysical"] = sorted(name for name, cfg in configs.items()
+                               if cfg["per_example_s"] <= 0 or cfg["overhead_s"] < 0)
     one = configs.get(ONE_PROCESS)
     by_workers = {c["workers"]: c for c in configs.values() if c["workers"] is not None}
     top = max(by_workers) if by_workers else None
@@ -404,6 +407,8 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
     if result["overhead"] and by_workers:
         omodel = fit_overhead(result["overhead"])
         out["overhead_model"] = omodel
+        if min(omodel.values()) < 0:
+            out["unphysical"].append("overhead model")
         c = statistics.median(cfg["compute_per_example_1core_s"] for cfg in by_workers.values())
         B = _param_bytes((N_X, HIDDEN, N_CLASSES))
         o1 = overhead_at(omodel, 1, B)
@@ -596,6 +601,9 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"  {p['workers']:>3} workers: o = {fmt_time(p['overhead_s'])}, t(m={result['at_m']:,}) = "
                          f"{fmt_time(p['t_at_m_s'])}, efficiency {p['efficiency_at_m']:.2f}; pays over 1 worker above "
                          f"m = {p['pays_above_m']:,.0f}, 85 % efficient above m = {p['efficiency_85_above_m']:,.0f}")
+    if an.get("unphysical"):
+        lines += ["", "WARNING: negative fitted terms in " + ", ".join(an["unphysical"]) + ": the timings were too "
+                  "noisy for the model (a loaded machine?); the derived numbers above mean nothing, re-run quiet."]
     lines += ["", "Targets (issue 9):"]
     for c in result["checks"]:
         v = c["value"]
