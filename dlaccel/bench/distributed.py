@@ -176,7 +176,12 @@ def _linear_labels(m: int, n_chunks: int, seed: int, n_x: int) -> tuple[Any, Any
 
 def _placement(client: Any, X: Any) -> list[int]:
     """How many chunks of ``X`` each worker holds (after ``persist``), sorted, for the record."""
-    who = client.who_has(X)
+    from distributed import futures_of, wait
+
+    futures = futures_of(X)
+    with client.as_current():
+        wait(futures)  # who_has knows only finished chunks
+    who = client.who_has(futures)
     counts: dict[str, int] = {}
     for holders in who.values():
         for h in sorted(holders)[:1]:
