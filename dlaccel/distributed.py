@@ -328,7 +328,10 @@ class ShardedData:
         size = sum(p.nbytes for p in host.values())
         params: Any = host
         if size > BROADCAST_BYTES and len(self.groups) > 1:
-            params = client.scatter(host, broadcast=True, hash=False)
+            # A list, not the dict: scattering a dict names the data after its keys ("W1", ...), and the
+            # next iteration's scatter of the same names races the release of this one's.
+            names = list(host)
+            params = dict(zip(names, client.scatter([host[k] for k in names], broadcast=True, hash=False)))
         tasks = [client.submit(_group_sums, self.spec, params, with_cost, *[self.futures[j] for j in group],
                                pure=False) for group in self.groups]
         results = client.gather(tasks)

@@ -379,3 +379,28 @@ def test_shards_are_spread_evenly_over_the_workers(client):
         assert sorted(held) == [4, 4], held
     finally:
         data.release()
+
+
+def test_parameters_broadcast_every_iteration(client, monkeypatch):
+    # Above BROADCAST_BYTES the parameters are scattered once per iteration. Scattering the dict
+    # named the data after its keys ("W1", ...): each iteration's scatter raced the release of the
+    # last one's, and the fit hung on "Could not find data". Unique keys per iteration fix it.
+    from dlaccel import distributed as dist_mod
+
+    monkeypatch.setattr(dist_mod, "BROADCAST_BYTES", 0)
+    keys = []
+    scatter = client.scatter
+
+    def spy(data, **kw):
+        assert kw.get("broadcast")
+        out = scatter(data, **kw)
+        keys.extend(f.key for f in (out.values() if isinstance(out, dict) else out))
+        return out
+
+    monkeypatch.setattr(client, "scatter", spy)
+    X, Y = datasets.planar()
+    Xd = da.from_array(X, chunks=(2, 100))
+    dist = dlaccel.ShallowNN(4, seed=2).fit(Xd, Y, num_iterations=3, client=client)
+    local = dlaccel.ShallowNN(4, seed=2).fit(X, Y, num_iterations=3)
+    assert len(keys) == 3 * 4 and len(set(keys)) == len(keys), keys
+    assert_same_fit(local, dist, "float64")

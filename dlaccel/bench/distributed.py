@@ -113,10 +113,11 @@ def _check_args(profile: str, workers: Sequence[int], json_path: Any, plot_path:
     try:
         import dask.array  # noqa: F401
         import distributed  # noqa: F401
+        import threadpoolctl  # noqa: F401  (the one-process baseline's 2 BLAS threads)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"the distributed benchmark needs dask[array] and distributed ({exc.name} is missing): "
-            "pip install 'dlaccel[distributed]'") from None
+            f"the distributed benchmark needs dask[array], distributed and threadpoolctl ({exc.name} is "
+            "missing): pip install 'dlaccel[distbench]'") from None
     return counts
 
 
@@ -175,7 +176,12 @@ def _linear_labels(m: int, n_chunks: int, seed: int, n_x: int) -> tuple[Any, Any
 
 def _placement(client: Any, X: Any) -> list[int]:
     """How many chunks of ``X`` each worker holds (after ``persist``), sorted, for the record."""
-    who = client.who_has(X)
+    from distributed import futures_of, wait
+
+    futures = futures_of(X)
+    with client.as_current():
+        wait(futures)  # who_has knows only finished chunks
+    who = client.who_has(futures)
     counts: dict[str, int] = {}
     for holders in who.values():
         for h in sorted(holders)[:1]:
@@ -379,6 +385,9 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
                          "compute_per_example_1core_s": a * cores, "t_at_m_s": a * at_m + o,
                          "t_at_m_measured_s": measured}
     out: dict[str, Any] = {"configs": configs}
+    # A negative time per example or overhead cannot be physics: the timings were too noisy to fit.
+    out["unphysical"] = sorted(name for name, cfg in configs.items()
+                               if cfg["per_example_s"] <= 0 or cfg["overhead_s"] < 0)
     one = configs.get(ONE_PROCESS)
     by_workers = {c["workers"]: c for c in configs.values() if c["workers"] is not None}
     top = max(by_workers) if by_workers else None
@@ -403,6 +412,8 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
     if result["overhead"] and by_workers:
         omodel = fit_overhead(result["overhead"])
         out["overhead_model"] = omodel
+        if min(omodel.values()) < 0:
+            out["unphysical"].append("overhead model")
         c = statistics.median(cfg["compute_per_example_1core_s"] for cfg in by_workers.values())
         B = _param_bytes((N_X, HIDDEN, N_CLASSES))
         o1 = overhead_at(omodel, 1, B)
@@ -595,6 +606,9 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"  {p['workers']:>3} workers: o = {fmt_time(p['overhead_s'])}, t(m={result['at_m']:,}) = "
                          f"{fmt_time(p['t_at_m_s'])}, efficiency {p['efficiency_at_m']:.2f}; pays over 1 worker above "
                          f"m = {p['pays_above_m']:,.0f}, 85 % efficient above m = {p['efficiency_85_above_m']:,.0f}")
+    if an.get("unphysical"):
+        lines += ["", "WARNING: negative fitted terms in " + ", ".join(an["unphysical"]) + ": the timings were too "
+                  "noisy for the model (a loaded machine?); the derived numbers above mean nothing, re-run quiet."]
     lines += ["", "Targets (issue 9):"]
     for c in result["checks"]:
         v = c["value"]
