@@ -3,11 +3,13 @@
 ``X`` (and ``Y``) are dask arrays chunked along the examples. Each chunk becomes a *shard*: validated,
 cast to the model's dtype, turned into training targets and moved to the worker's backend once, then
 kept on the worker (persisted from the user's own graph, so the scheduler can recompute a shard whose
-worker died). Every iteration sends the parameters out once and runs one task per worker over that
-worker's shards; each shard returns gradient *sums* (its mean times its example count), and the
-driver adds them in shard order, divides by the global ``m`` once and runs the model's own update. So
-a distributed fit equals a local one up to summation order, and two runs on the same chunks agree
-bit for bit, whichever worker computed which shard.
+worker died). The shards are split into one group of consecutive shards per worker, fixed for the
+fit. Every iteration sends the parameters out once and runs one task per group, on the worker that
+holds it; each shard gives gradient *sums* (its mean times its example count), the task adds its
+shards' in shard order and returns one array per parameter, and the driver adds the groups' in group
+order, divides by the global ``m`` once and runs the model's own update. So a distributed fit equals
+a local one up to summation order, and two runs on the same chunks and worker count agree bit for
+bit, whichever worker computed which group (a lost worker's group is recomputed whole elsewhere).
 
 Needs the ``distributed`` extra (``dask[array]`` and ``distributed``); nothing here is imported by
 ``import dlaccel``.
@@ -142,17 +144,22 @@ def _prepare_shard(spec: dict[str, Any], start: int, X: np.ndarray, Y: np.ndarra
 
 
 def _group_sums(spec: dict[str, Any], params: dict[str, np.ndarray], with_cost: bool,
-                *shards: tuple[Any, Any, int]) -> list[tuple[float | None, dict[str, np.ndarray]]]:
-    """Gradient and loss sums of each of this worker's shards, in the order given."""
+                *shards: tuple[Any, Any, int]) -> tuple[float | None, dict[str, np.ndarray]]:
+    """The loss and gradient sums over a group of shards, added in the order given (float64), so
+    one array per parameter goes back to the client, not one per shard."""
     engine = _engine(spec)
     be = engine.backend
     engine._params = {k: be.asarray(p) for k, p in params.items()}
-    out = []
+    total_cost: float | None = 0.0 if with_cost else None
+    total: dict[str, np.ndarray] = {}
     for X, T, m in shards:
         cost, grads = engine._step(_one_layout(X), _one_layout(T), with_cost)
-        sums = {k: np.asarray(be.to_numpy(g), dtype=np.float64) * m for k, g in grads.items()}
-        out.append((None if cost is None else cost * m, sums))
-    return out
+        if total_cost is not None and cost is not None:
+            total_cost += cost * m
+        for k, g in grads.items():
+            summed = np.asarray(be.to_numpy(g), dtype=np.float64) * m
+            total[k] = total[k] + summed if k in total else summed
+    return total_cost, total
 
 
 def _model(spec: dict[str, Any], params: dict[str, np.ndarray]) -> Any:
@@ -264,14 +271,19 @@ class ShardedData:
         starts = np.cumsum((0, *X.chunks[1][:-1]))
         shards = [prepare(self.spec, int(starts[j]), x, y, dask_key_name=f"dlaccel-shard-{self.spec['token']}-{j}")
                   for j, (x, y) in enumerate(zip(xs, ys))]
-        # Spread the shards round-robin as a hint (not a pin: a shard whose worker dies is recomputed
-        # anywhere), so that no worker ends an iteration late with most of the data.
-        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-        self.futures = [client.compute(shard, workers=[workers[j % len(workers)]] if workers else None,
+        # One group of consecutive shards per worker, fixed for the whole fit: each group's sums are
+        # added on a worker in shard order, and the groups' on the client in group order, so the result
+        # depends on the chunks and the worker count, never on which worker holds what (a group moves
+        # whole when its worker dies). Placement is a hint, not a pin.
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"]) or [None]
+        n = len(shards)
+        self.groups = [list(range(g * n // len(workers), (g + 1) * n // len(workers))) for g in range(len(workers))]
+        self.groups = [g for g in self.groups if g]
+        self.placement = {j: workers[i] for i, group in enumerate(self.groups) for j in group}
+        self.futures = [client.compute(shard, workers=None if self.placement[j] is None else [self.placement[j]],
                                        allow_other_workers=True) for j, shard in enumerate(shards)]
         self.m = int(X.shape[1])
-        self.groups: list[list[int]] = []
-        self._workers_seen: set[str] = set()
+        self._workers_seen = set(workers) - {None}
         try:
             # Bad values (NaN/Inf, unknown labels) surface here, as the typed error the worker raised;
             # waiting (not gathering) keeps the shards on the workers.
@@ -281,17 +293,6 @@ class ShardedData:
         except BaseException:
             self.release()
             raise
-        self._regroup()
-
-    def _regroup(self) -> None:
-        """Group shard indices by the worker holding them (order kept within a group)."""
-        who = self.client.who_has(self.futures)
-        by_worker: dict[str, list[int]] = {}
-        for j, fut in enumerate(self.futures):
-            holders = sorted(who.get(fut.key, ())) or ["?"]
-            by_worker.setdefault(holders[0], []).append(j)
-        self.groups = list(by_worker.values())
-        self._workers_seen = set(self.client.scheduler_info(n_workers=-1)["workers"])
 
     def step(self, params: Any, with_cost: bool, iteration: int) -> tuple[float | None, dict[str, Any]]:
         """The mean cost (when asked) and mean gradients over every shard, on the model's backend."""
@@ -306,12 +307,8 @@ class ShardedData:
                     raise
                 if attempt == MAX_RETRIES or any(f.status in ("cancelled", "error", "lost") for f in self.futures):
                     raise self._lost(exc, iteration) from exc
-                try:
-                    self._regroup()
-                except Exception as again:
-                    raise self._lost(again, iteration) from exc
         total_cost, grads = 0.0, None
-        for cost, sums in parts:  # shard order, whatever the grouping
+        for cost, sums in parts:  # group order
             if cost is not None:
                 total_cost += cost
             if grads is None:
@@ -324,6 +321,7 @@ class ShardedData:
         return (total_cost / self.m if with_cost else None), mean
 
     def _run(self, host: dict[str, np.ndarray], with_cost: bool) -> list[tuple[float | None, dict[str, np.ndarray]]]:
+        """One task per group; each returns its group's sums."""
         client = self.client
         size = sum(p.nbytes for p in host.values())
         params: Any = host
@@ -333,13 +331,10 @@ class ShardedData:
             names = list(host)
             params = dict(zip(names, client.scatter([host[k] for k in names], broadcast=True, hash=False)))
         tasks = [client.submit(_group_sums, self.spec, params, with_cost, *[self.futures[j] for j in group],
-                               pure=False) for group in self.groups]
-        results = client.gather(tasks)
-        parts: list[Any] = [None] * len(self.futures)
-        for group, result in zip(self.groups, results):
-            for j, part in zip(group, result):
-                parts[j] = part
-        return parts
+                               pure=False, workers=None if self.placement[group[0]] is None
+                               else [self.placement[group[0]]], allow_other_workers=True)
+                 for group in self.groups]
+        return client.gather(tasks)
 
     @staticmethod
     def _recoverable(exc: BaseException) -> bool:
