@@ -275,15 +275,17 @@ class ShardedData:
         # added on a worker in shard order, and the groups' on the client in group order, so the result
         # depends on the chunks and the worker count, never on which worker holds what (a group moves
         # whole when its worker dies). Placement is a hint, not a pin.
-        workers = sorted(client.scheduler_info(n_workers=-1)["workers"]) or [None]
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:  # a cluster still starting
+            client.wait_for_workers(1, timeout=60)
+            workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         n = len(shards)
         self.groups = [list(range(g * n // len(workers), (g + 1) * n // len(workers))) for g in range(len(workers))]
         self.groups = [g for g in self.groups if g]
         self.placement = {j: workers[i] for i, group in enumerate(self.groups) for j in group}
-        self.futures = [client.compute(shard, workers=None if self.placement[j] is None else [self.placement[j]],
-                                       allow_other_workers=True) for j, shard in enumerate(shards)]
+        self.futures = [client.compute(shard, **self._hint(j)) for j, shard in enumerate(shards)]
         self.m = int(X.shape[1])
-        self._workers_seen = set(workers) - {None}
+        self._workers_seen = set(workers)
         try:
             # Bad values (NaN/Inf, unknown labels) surface here, as the typed error the worker raised;
             # waiting (not gathering) keeps the shards on the workers.
@@ -293,6 +295,11 @@ class ShardedData:
         except BaseException:
             self.release()
             raise
+
+    def _hint(self, shard: int) -> dict[str, Any]:
+        """Where shard ``shard``'s group should run: a preference, so a lost worker's work goes elsewhere."""
+        worker = self.placement[shard]
+        return {"workers": [worker], "allow_other_workers": True}
 
     def step(self, params: Any, with_cost: bool, iteration: int) -> tuple[float | None, dict[str, Any]]:
         """The mean cost (when asked) and mean gradients over every shard, on the model's backend."""
@@ -331,9 +338,7 @@ class ShardedData:
             names = list(host)
             params = dict(zip(names, client.scatter([host[k] for k in names], broadcast=True, hash=False)))
         tasks = [client.submit(_group_sums, self.spec, params, with_cost, *[self.futures[j] for j in group],
-                               pure=False, workers=None if self.placement[group[0]] is None
-                               else [self.placement[group[0]]], allow_other_workers=True)
-                 for group in self.groups]
+                               pure=False, **self._hint(group[0])) for group in self.groups]
         return client.gather(tasks)
 
     @staticmethod
