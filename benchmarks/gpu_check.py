@@ -482,7 +482,8 @@ def section_coldstart(rec: Recorder, quick: bool) -> None:
     cupy.zeros(1).sum()  # CUDA context and CuPy's own first kernels, kept out of the kernel number
     cupy.cuda.Device().synchronize()
     rec.set("context_s", time.perf_counter() - t0)
-    from dlaccel.backends.cupy_gpu import KERNEL_FILES, CupyBackend, kernel_names
+    from dlaccel.backends._cuda import KERNEL_FILES, kernel_names
+    from dlaccel.backends.cupy_gpu import CupyBackend
 
     be = CupyBackend()
     t0 = time.perf_counter()
@@ -494,7 +495,7 @@ def section_coldstart(rec: Recorder, quick: bool) -> None:
     cupy.cuda.Device().synchronize()
     rec.set("kernels_s", time.perf_counter() - t0)
     rec.set("kernels", count)
-    rec.set("modules", len(be._modules))
+    rec.set("modules", len(be._kernels._modules))
     rec.set("cache_dir", os.environ.get("CUPY_CACHE_DIR"))
 
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from dlaccel import bench
-from dlaccel.bench.runner import _Data, run_one
+from dlaccel.bench.record import Data, build_case, run_one
 
 # Issue 3's list plus the course's dot product and the shallow net; the dispatch overhead is a
 # paired measurement that `dlaccel bench` reports.
 WORKLOADS = [w for w in bench.WORKLOADS.values() if w.unit != "overhead"]
 DTYPE = np.dtype(np.float32)  # the benchmarks' dtype (issue 3); conftest measures limits in it too
-_store = _Data(DTYPE)
+_store = Data(DTYPE)
 
 
 @pytest.mark.parametrize("workload", WORKLOADS, ids=[w.name for w in WORKLOADS])
@@ -23,7 +23,7 @@ def test_workload(benchmark, workload, target, profile, limits, torch_module):
     assert checked.error is None, checked.error
     name = checked.backend
     size = workload.size(profile, name)
-    case = bench.runner._build(workload, target, size, _store.data(workload, size), torch_module[0])
+    case = build_case(workload, target, size, _store.data(workload, size), torch_module[0])
 
     def call():
         case.step()

@@ -18,10 +18,12 @@ from .errors import (
     ShapeError,
     TrainingDivergedError,
     UnknownBackendError,
+    WorkerLostError,
 )
 from .gradcheck import gradient_check
-from .io import load_model as load
 from .models import DeepNN, LogisticRegression, Model, ShallowNN, initialize_parameters
+from .models import load_model as load
+from .sweep import SweepResult, Trial, sweep  # the function shadows the module name, like load
 
 __version__ = "0.1.0"
 
@@ -39,8 +41,11 @@ __all__ = [
     "ModelFileError",
     "ShallowNN",
     "ShapeError",
+    "SweepResult",
     "TrainingDivergedError",
+    "Trial",
     "UnknownBackendError",
+    "WorkerLostError",
     "available_backends",
     "datasets",
     "errors",
@@ -49,5 +54,6 @@ __all__ = [
     "initialize_parameters",
     "load",
     "set_backend",
+    "sweep",
     "use_backend",
 ]

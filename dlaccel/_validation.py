@@ -197,6 +197,16 @@ def _in_unit(Y: Any) -> bool:
     return bool(Y.min() >= 0) and bool(Y.max() <= 1)
 
 
+def check_output_path(path: Any, what: str) -> Any:
+    """``path`` as a Path that can be written, else ``InputError`` saying why, before any work."""
+    from ._files import check_writable
+
+    try:
+        return check_writable(path, what)
+    except (OSError, TypeError) as exc:
+        raise InputError(f"{what}: {exc}") from None
+
+
 def check_learning_rate(learning_rate: Any) -> float:
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
         raise InputError(f"learning_rate must be a positive number, got {learning_rate!r}")

@@ -45,6 +45,16 @@ class TrainingDivergedError(DlaccelError, RuntimeError):
         self.iteration = iteration
 
 
+class WorkerLostError(DlaccelError, RuntimeError):
+    """A distributed fit lost workers whose data could not be recomputed; names them and the
+    iteration. The model keeps the parameters of its last completed iteration."""
+
+    def __init__(self, message: str, iteration: int, workers: list[str] | None = None):
+        super().__init__(message)
+        self.iteration = iteration
+        self.workers = list(workers or [])
+
+
 class ModelFileError(DlaccelError, ValueError):
     """A model file is missing, truncated, foreign or holds pickled objects."""
 
@@ -64,4 +74,5 @@ __all__ = [
     "ShapeError",
     "TrainingDivergedError",
     "UnknownBackendError",
+    "WorkerLostError",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._files import atomic_write
-from .errors import DlaccelError, ModelFileError
+from .errors import ModelFileError
 
 FORMAT = "dlaccel-model"
 VERSION = 2  # 2 added "classes"; version 1 files (none) hold class indices 0 .. k-1 or 0/1
@@ -37,26 +37,19 @@ def _looks_like(head: bytes) -> str:
     return "JSON text" if text[:1] in ("{", "[") else "a text file"
 
 
-def save_model(model: Any, path: Any) -> None:
-    """Write the model as ``.npz`` through a temporary file renamed into place, so a crash or a
-    full disk never leaves a half-written model behind."""
-    params = model.parameters
-    classes = model.classes_
-    header = {"format": FORMAT, "version": VERSION, **model.config(), "iteration": model.iteration,
-              "costs": [[int(i), float(c)] for i, c in model.costs],
-              "classes": None if classes is None else classes.tolist(),
-              "classes_dtype": None if classes is None else classes.dtype.str}
-    arrays = {_HEADER: np.array(json.dumps(header)), **params}
+def write_model_file(path: Any, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write ``header`` (JSON) and ``arrays`` as ``.npz`` through a temporary file renamed into
+    place, so a crash or a full disk never leaves a half-written model behind."""
+    stamped = {"format": FORMAT, "version": VERSION, **header}
+    everything: dict[str, Any] = {_HEADER: np.array(json.dumps(stamped)), **arrays}
     try:
-        atomic_write(path, lambda f: np.savez(f, **arrays), "model")
+        atomic_write(path, lambda f: np.savez(f, **everything), "model")
     except OSError as exc:
         raise ModelFileError(str(exc)) from exc
 
 
-def load_model(path: Any, backend: Any = None) -> Any:
-    """Read a model written by ``Model.save``; ``ModelFileError`` for anything else."""
-    from . import models
-
+def read_model_file(path: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and arrays of a model file; ``ModelFileError`` for anything that is not one."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
@@ -93,50 +86,4 @@ def load_model(path: Any, backend: Any = None) -> Any:
             f"{path} has format version {header.get('version')}; this dlaccel reads versions "
             f"{', '.join(map(str, READABLE))}"
         )
-    cls = {"DeepNN": models.DeepNN, "ShallowNN": models.ShallowNN, "LogisticRegression": models.LogisticRegression}
-    name = header.get("class")
-    if name not in cls:
-        raise ModelFileError(f"{path} holds an unknown model class {name!r}")
-    model: models.Model
-    layers = {"DeepNN": None, "ShallowNN": 2, "LogisticRegression": 1}[name]
-    try:
-        dims = [int(n) for n in header["layer_dims"]]
-        if len(dims) < 2 or (layers is not None and len(dims) != layers + 1):
-            raise ModelFileError(f"{path} describes layers {dims}, which a {name} cannot have")
-        common = {"output_activation": header["output_activation"], "initialization": header["initialization"],
-                  "seed": header["seed"], "dtype": header["dtype"], "backend": backend}
-        if name == "DeepNN":
-            model = models.DeepNN(dims, hidden_activation=header["hidden_activation"], **common)
-        elif name == "ShallowNN":
-            model = models.ShallowNN(dims[1], hidden_activation=header["hidden_activation"], **common)
-            model._build(dims)
-        else:
-            model = models.LogisticRegression(**common)
-            model._build(dims)
-        model.parameters = arrays
-        model.iteration = int(header.get("iteration", 0))
-        model.costs = [(int(i), float(c)) for i, c in header.get("costs", [])]
-        if "classes" in header:  # else (version 1) the defaults the layers imply
-            model.classes_ = _read_classes(header["classes"], header["classes_dtype"], model)
-        model._classes_known = True
-    except ModelFileError:
-        raise
-    except (KeyError, IndexError, TypeError, ValueError, DlaccelError) as exc:
-        raise ModelFileError(f"{path} is inconsistent: {exc}") from exc
-    return model
-
-
-def _read_classes(values: Any, dtype: Any, model: Any) -> np.ndarray | None:
-    """The header's classes, checked against the output layer (``ModelFileError`` if they do not fit)."""
-    n_y = model.layer_dims[-1]
-    if values is None:
-        if model.output_activation == "sigmoid" and n_y > 1:  # multi-label
-            return None
-        raise ModelFileError(f"classes are missing for a {model.output_activation} output of {n_y} units")
-    if np.dtype(dtype).kind not in "iuf":
-        raise ModelFileError(f"classes must be numbers, got dtype {dtype}")
-    classes = np.asarray(values, dtype=dtype)
-    expected = 2 if model.output_activation == "sigmoid" else n_y
-    if classes.shape != (expected,) or not (np.diff(classes) > 0).all():
-        raise ModelFileError(f"classes {values} do not fit the output layer: expected {expected} sorted labels")
-    return classes
+    return header, arrays

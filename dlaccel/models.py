@@ -7,6 +7,7 @@ number. Every array operation goes through the backend the model holds.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,7 +15,8 @@ import numpy as np
 from . import _validation as v
 from .backends import Backend, get_backend
 from .backends.base import ACTIVATIONS
-from .errors import InputError, ShapeError, TrainingDivergedError
+from .errors import DlaccelError, InputError, ModelFileError, ShapeError, TrainingDivergedError
+from .io import read_model_file, write_model_file
 
 INITIALIZATIONS = ("course", "he", "xavier", "zeros")
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax")
@@ -51,6 +53,7 @@ class Model:
 
     default_learning_rate: ClassVar[float] = 0.0075
     default_num_iterations: ClassVar[int] = 3000
+    _num_layers: ClassVar[int | None] = None  # fixed by the architecture, or any
 
     def __init__(
         self,
@@ -100,7 +103,7 @@ class Model:
     def _default_initialization(self) -> str:
         return "he" if self.hidden_activation in _RELU_FAMILY else "xavier"
 
-    def _build(self, layer_dims: list[int]) -> None:
+    def _build(self, layer_dims: list[int], draw: bool = True) -> None:
         if self.output_activation is None:
             self.output_activation = "sigmoid" if layer_dims[-1] == 1 else "softmax"
         if self.output_activation == "softmax" and layer_dims[-1] < 2:
@@ -112,7 +115,8 @@ class Model:
                 self.classes_ = np.arange(n_y)
             else:
                 self.classes_ = np.arange(2) if n_y == 1 else None  # several sigmoid units: multi-label
-        self.reset()
+        if draw:
+            self.reset()
 
     def _infer_layer_dims(self, n_x: int, n_y: int) -> list[int]:
         raise NotImplementedError
@@ -276,6 +280,9 @@ class Model:
         num_iterations: int | None = None,
         cost_every: int = 100,
         progress: bool = False,
+        checkpoint: Any = None,
+        checkpoint_every: int | None = None,
+        client: Any = None,
     ) -> Model:
         """Full-batch gradient descent from the current parameters; returns the model.
 
@@ -295,16 +302,56 @@ class Model:
         :class:`TrainingDivergedError` naming the iteration. Only this call's first cost is the
         reference, so a fit continuing from a trained model (a tiny cost) is held to the same
         absolute margin, and one that starts saturated is checked for NaN/Inf only.
+
+        ``X`` as a dask array (``(n_x, m)``, chunked along the examples) trains data-parallel on a
+        Dask cluster: ``client`` is a ``distributed.Client`` or a scheduler address; ``None`` takes
+        the current Client, else starts a LocalCluster for this call. See :mod:`dlaccel.distributed`.
+
+        ``checkpoint`` (a path) receives the model, atomically, every ``checkpoint_every``
+        iterations, at the end, and when the fit is interrupted; ``dlaccel.load(checkpoint)`` then
+        ``fit(X, Y, num_iterations=rest)`` continues exactly. Ctrl-C leaves the model at its last
+        completed iteration (never half an update) and re-raises ``KeyboardInterrupt``.
         """
         lr = v.check_learning_rate(self.default_learning_rate if learning_rate is None else learning_rate)
         n_iter = v.check_count(
             self.default_num_iterations if num_iterations is None else num_iterations, "num_iterations", 0
         )
         cost_every = v.check_count(cost_every, "cost_every", 1)
+        if checkpoint_every is not None:
+            checkpoint_every = v.check_count(checkpoint_every, "checkpoint_every", 1)
+            if checkpoint is None:
+                raise InputError("checkpoint_every needs checkpoint=PATH, the file to write")
+        if checkpoint is not None:
+            checkpoint = v.check_output_path(checkpoint, "checkpoint")
+        from .distributed import is_dask_array
+
+        if is_dask_array(X):
+            from .distributed import ShardedData, build_from_data, client_for
+
+            with client_for(client) as connected:
+                Xd, Yd = build_from_data(self, X, Y, connected)
+                if n_iter == 0:
+                    return self
+                data = ShardedData(connected, self, Xd, Yd)
+                try:
+                    return self._train(lambda record, it: data.step(self._require_built(), record, it),
+                                       lr, n_iter, cost_every, progress, checkpoint, checkpoint_every)
+                finally:
+                    data.release()
+        if client is not None:
+            raise InputError("client= trains on a Dask cluster and needs X as a dask array; "
+                             "pass dask.array.from_array(X, chunks=...) or drop client=")
         X, Y = self._prepare(X, Y)
         if n_iter == 0:
             return self
+        return self._train(lambda record, it: self._step(X, Y, with_cost=record),
+                           lr, n_iter, cost_every, progress, checkpoint, checkpoint_every)
+
+    def _train(self, step: Callable[[bool, int], tuple[float | None, dict[str, Any]]], lr: float, n_iter: int,
+               cost_every: int, progress: bool, checkpoint: Any, checkpoint_every: int | None) -> Model:
+        """The gradient-descent loop around ``step(record, iteration) -> (cost or None, grads)``."""
         from ._progress import progress_reporter
+        from ._signals import deferred_interrupts
 
         be, params = self.backend, self._require_built()
         good = {k: p.copy() for k, p in params.items()}
@@ -313,25 +360,43 @@ class Model:
         # Overflow while diverging is reported once, as TrainingDivergedError, not as warnings.
         quiet = np.errstate(over="ignore", invalid="ignore")
         waiting = getattr(be, "first_call_note", None)  # e.g. Numba compiling its kernels
-        with progress_reporter(progress, n_iter, type(self).__name__, waiting) as report, quiet:
-            for i in range(n_iter):
-                it = start + i
-                record = i == 0 or it % cost_every == 0 or i == n_iter - 1
-                cost, grads = self._step(X, Y, with_cost=record)
-                if cost is not None:
-                    first = cost if first is None else first
-                    problem = self._divergence(cost, first, params)
-                    if problem:
-                        self._diverged(good, it, problem, lr)
-                    good = {k: p.copy() for k, p in params.items()}
-                    self.costs.append((it, cost))
-                    report(i + 1, cost)
-                # A backend may update in place or return new arrays; both are kept.
-                params = self._params = be.update_parameters(params, grads, lr)
-                self.iteration = it + 1
+        with progress_reporter(progress, n_iter, type(self).__name__, waiting) as report, quiet, \
+                deferred_interrupts() as critical:
+            try:
+                for i in range(n_iter):
+                    it = start + i
+                    record = i == 0 or it % cost_every == 0 or i == n_iter - 1
+                    cost, grads = step(record, it)
+                    with critical:  # the cost record, the update and the counter move together
+                        if cost is not None:
+                            first = cost if first is None else first
+                            problem = self._divergence(cost, first, params)
+                            if problem:
+                                self._diverged(good, it, problem, lr)
+                            good = {k: p.copy() for k, p in params.items()}
+                            self.costs.append((it, cost))
+                        # A backend may update in place or return new arrays; both are kept.
+                        params = self._params = be.update_parameters(params, grads, lr)
+                        self.iteration = it + 1
+                    if cost is not None:
+                        report(i + 1, cost)
+                    if checkpoint_every is not None and self.iteration % checkpoint_every == 0 and i < n_iter - 1:
+                        self._checkpoint(checkpoint, good, lr)
+            except KeyboardInterrupt:
+                if checkpoint is not None:
+                    self._checkpoint(checkpoint, good, lr)
+                raise
         if not all(be.all_finite(p) for p in params.values()):
             self._diverged(good, self.iteration - 1, "the parameters became NaN/Inf", lr)
+        if checkpoint is not None:
+            self.save(checkpoint)
         return self
+
+    def _checkpoint(self, path: Any, good: dict[str, Any], lr: float) -> None:
+        """Save, unless the parameters went non-finite since the last check (that is divergence)."""
+        if not all(self.backend.all_finite(p) for p in self._require_built().values()):
+            self._diverged(good, self.iteration - 1, "the parameters became NaN/Inf", lr)
+        self.save(path)
 
     def _allowed_rise(self) -> float:
         """How far the cost may rise above a fit's first recorded cost: a quarter of the
@@ -359,7 +424,12 @@ class Model:
         )
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """The output layer's probabilities ``AL``, shape ``(n_y, m)``, as a NumPy array."""
+        """The output layer's probabilities ``AL``, shape ``(n_y, m)``, as a NumPy array (a lazy
+        dask array for a dask ``X``)."""
+        from .distributed import dask_predict, is_dask_array
+
+        if is_dask_array(X):
+            return dask_predict(self, X, proba=True)
         X, _ = self._prepare(X)
         AL, _ = self._forward(X)
         return np.asarray(self.backend.to_numpy(AL))
@@ -369,6 +439,10 @@ class Model:
         or class indices when it was fitted on those, or on one-hot targets). Sigmoid outputs
         threshold at 0.5, softmax takes the most probable class. A sigmoid output of several units
         (multi-label) gives 0/1 of shape ``(n_y, m)``."""
+        from .distributed import dask_predict, is_dask_array
+
+        if is_dask_array(X):
+            return dask_predict(self, X, proba=False)
         P = self.predict_proba(X)
         if self.output_activation == "softmax":
             index = P.argmax(axis=0).reshape(1, -1)
@@ -379,6 +453,10 @@ class Model:
     def accuracy(self, X: Any, Y: Any) -> float:
         """The share of examples whose predicted label matches ``Y`` (labels among ``classes_``,
         or one-hot columns); for several sigmoid units, the share of matching 0/1 entries."""
+        from .distributed import dask_sums, is_dask_array
+
+        if is_dask_array(X):
+            return dask_sums(self, X, Y, "accuracy")[0]
         self._require_built()
         X, T = self._prepare(X, Y)
         AL, _ = self._forward(X)
@@ -389,12 +467,20 @@ class Model:
 
     def gradients(self, X: Any, Y: Any) -> dict[str, np.ndarray]:
         """The backprop gradients ``{"dW1", "db1", ...}`` at the current parameters, as NumPy arrays."""
+        from .distributed import dask_sums, is_dask_array
+
+        if is_dask_array(X):
+            return dask_sums(self, X, Y, "grads")[1]
         X, Y = self._prepare(X, Y)
         _, grads = self._step(X, Y, with_cost=False)
         return {k: np.asarray(self.backend.to_numpy(g)) for k, g in grads.items()}
 
     def cost(self, X: Any, Y: Any) -> float:
         """The loss at the current parameters."""
+        from .distributed import dask_sums, is_dask_array
+
+        if is_dask_array(X):
+            return dask_sums(self, X, Y, "cost")[0]
         X, Y = self._prepare(X, Y)
         AL, _ = self._forward(X)
         return self.backend.compute_cost(AL, Y, self.loss)
@@ -409,13 +495,56 @@ class Model:
             "initialization": self.initialization,
             "seed": self.seed,
             "dtype": self.dtype.name,
+            "classes": None if self.classes_ is None else self.classes_.tolist(),
+            "classes_dtype": None if self.classes_ is None else self.classes_.dtype.str,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], parameters: dict[str, Any] | None = None,
+                    backend: str | Backend | None = None) -> Model:
+        """The model that :meth:`config` describes, with ``parameters`` (else freshly initialised)."""
+        name = config.get("class")
+        klass = MODEL_CLASSES.get(name)  # type: ignore[arg-type]
+        if klass is None:
+            raise InputError(f"unknown model class {name!r}; expected one of {', '.join(MODEL_CLASSES)}")
+        dims = v.check_layer_dims(config["layer_dims"])
+        if klass._num_layers is not None and len(dims) != klass._num_layers + 1:
+            raise InputError(
+                f"a {name} has {klass._num_layers} layer(s), but layer_dims {dims} describe {len(dims) - 1}"
+            )
+        model = klass.__new__(klass)
+        if isinstance(model, ShallowNN):
+            model.n_h = dims[1]
+        Model.__init__(model, None, config["hidden_activation"], config["output_activation"],
+                       config["initialization"], config["seed"], config["dtype"], backend)
+        model._build(dims, draw=parameters is None)
+        if parameters is not None:
+            model.parameters = parameters
+        if "classes" in config:  # else (files of format version 1) the defaults the layers imply
+            model.classes_ = model._checked_classes(config["classes"], config["classes_dtype"])
+        model._classes_known = True
+        return model
+
+    def _checked_classes(self, values: Any, dtype: Any) -> np.ndarray | None:
+        """Stored classes, checked against the output layer."""
+        n_y, output = self._require_built_dims()[-1], self._output
+        if values is None:
+            if output == "sigmoid" and n_y > 1:  # multi-label
+                return None
+            raise InputError(f"classes are missing for a {output} output of {n_y} units")
+        if np.dtype(dtype).kind not in "iuf":
+            raise InputError(f"classes must be numbers, got dtype {dtype}")
+        classes = np.asarray(values, dtype=dtype)
+        expected = 2 if output == "sigmoid" else n_y
+        if classes.shape != (expected,) or not (np.diff(classes) > 0).all():
+            raise InputError(f"classes {values} do not fit the output layer: expected {expected} sorted labels")
+        return classes
 
     def save(self, path: Any) -> None:
         """Write the model to ``path`` as ``.npz`` (no pickle), atomically."""
-        from .io import save_model
-
-        save_model(self, path)
+        header = {**self.config(), "iteration": self.iteration,
+                  "costs": [[int(i), float(c)] for i, c in self.costs]}
+        write_model_file(path, header, self.parameters)
 
     def __repr__(self) -> str:
         dims = self.layer_dims if self.layer_dims is not None else "unfitted"
@@ -452,6 +581,7 @@ class ShallowNN(Model):
 
     default_learning_rate = 1.2
     default_num_iterations = 10000
+    _num_layers = 2
 
     def __init__(
         self,
@@ -476,6 +606,7 @@ class LogisticRegression(Model):
 
     default_learning_rate = 0.005
     default_num_iterations = 2000
+    _num_layers = 1
 
     def __init__(
         self,
@@ -489,3 +620,23 @@ class LogisticRegression(Model):
 
     def _infer_layer_dims(self, n_x: int, n_y: int) -> list[int]:
         return [n_x, n_y]
+
+
+MODEL_CLASSES: dict[str, type[Model]] = {
+    "DeepNN": DeepNN, "ShallowNN": ShallowNN, "LogisticRegression": LogisticRegression,
+}
+
+
+def load_model(path: Any, backend: str | Backend | None = None) -> Model:
+    """Read a model written by :meth:`Model.save`; ``ModelFileError`` for anything else."""
+    header, arrays = read_model_file(path)
+    name = header.get("class")
+    if name not in MODEL_CLASSES:
+        raise ModelFileError(f"{path} holds an unknown model class {name!r}")
+    try:
+        model = Model.from_config(header, parameters=arrays, backend=backend)
+        model.iteration = int(header.get("iteration", 0))
+        model.costs = [(int(i), float(c)) for i, c in header.get("costs", [])]
+    except (KeyError, IndexError, TypeError, ValueError, DlaccelError) as exc:
+        raise ModelFileError(f"{path} is inconsistent: {exc}") from exc
+    return model

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlaccel.backends import cupy_gpu
+from dlaccel.backends import _cuda, cupy_gpu
 from dlaccel.backends.cupy_gpu import CupyBackend
 
 
@@ -175,7 +175,7 @@ class EmulatedKernel:
 
 def emulated_source(filename: str) -> str:
     """The kernel source with each ``__shared__`` array made per block (see emu_shared)."""
-    source, count = _SHARED.subn(r"\1 (&\2)[\3] = emu_shared<\1[\3], __COUNTER__>();", cupy_gpu.kernel_source(filename))
+    source, count = _SHARED.subn(r"\1 (&\2)[\3] = emu_shared<\1[\3], __COUNTER__>();", _cuda.kernel_source(filename))
     assert "__shared__" not in source, f"{filename}: a __shared__ declaration the emulator cannot rewrite"
     return source
 
@@ -183,7 +183,7 @@ def emulated_source(filename: str) -> str:
 def build_emulated(tmp: Path, filename: str, dtype, flags: tuple[str, ...] = (),
                    source: str | None = None) -> dict[str, EmulatedKernel]:
     """Compiles ``filename`` from kernels/ (or the CUDA ``source`` given, named ``filename``)."""
-    options = [o for o in cupy_gpu.compile_options(dtype) if o.startswith("-D")]
+    options = [o for o in _cuda.compile_options(dtype) if o.startswith("-D")]
     if np.dtype(dtype) == np.float32:
         options.append("-DEMU_FTZ")
     tu = tmp / f"{filename}.{np.dtype(dtype).name}.cpp"
@@ -202,7 +202,7 @@ def build_emulated(tmp: Path, filename: str, dtype, flags: tuple[str, ...] = (),
         call = ", ".join(p for _, p in parsed)
         wrappers.append(f'extern "C" void emu_{name}(unsigned gx, unsigned gy, unsigned bx, {params}) '
                         f"{{ emu_launch(gx, gy, bx, [&] {{ {name}({call}); }}); }}")
-    assert source is not None or set(kernels) == set(cupy_gpu.kernel_names(filename))
+    assert source is not None or set(kernels) == set(_cuda.kernel_names(filename))
     tu.write_text(tu.read_text() + "\n" + "\n".join(wrappers) + "\n")
     lib_path = tu.with_suffix(".so")
     build = subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w", *flags, *options,
@@ -230,8 +230,8 @@ def patch_backend(setattr_, kernels: KernelEmulator) -> None:
     poisoned with NaN. ``setattr_`` is pytest's ``monkeypatch.setattr`` (or plain ``setattr``)."""
     setattr_(cupy_gpu, "cupy", numpy_cupy())
     setattr_(CupyBackend, "xp", np)
-    setattr_(cupy_gpu, "THREADS", EMU_THREADS)
-    setattr_(cupy_gpu, "MAX_GRID_Y", 3)  # rows beyond gridDim.y take the grid-stride path
+    setattr_(_cuda, "THREADS", EMU_THREADS)
+    setattr_(_cuda, "MAX_GRID_Y", 3)  # rows beyond gridDim.y take the grid-stride path
     setattr_(CupyBackend, "_function", lambda self, filename, kernel, dtype: kernels(filename, kernel, dtype))
     setattr_(CupyBackend, "_sm_count", lambda self: 2)
     setattr_(CupyBackend, "_empty", lambda self, shape, dtype: np.full(shape, np.nan, dtype=dtype))

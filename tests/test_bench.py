@@ -305,7 +305,7 @@ TRAINING = ["logreg", "logreg_c", "shallow", "deep", "deep_course"]
 def test_training_rows_are_judged_by_the_roofline(name):
     """The limit of a training step is the slower of its GEMMs at the GEMM rate and its bytes at the
     copy bandwidth; which one binds follows the machine's two rates."""
-    from dlaccel.bench.runner import Result, _fill_timing, apply_limits
+    from dlaccel.bench.record import Result, _fill_timing, apply_limits
 
     workload = bench.WORKLOADS[name]
     size = workload.size("full")
@@ -329,7 +329,7 @@ def test_the_course_net_moves_x_twice():
 
 
 def test_elementwise_rows_keep_the_copy_bandwidth_limit():
-    from dlaccel.bench.runner import Result, _fill_timing, apply_limits
+    from dlaccel.bench.record import Result, _fill_timing, apply_limits
 
     workload = bench.WORKLOADS["relu_fwd"]
     size = workload.size("tiny")

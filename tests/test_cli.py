@@ -39,10 +39,10 @@ def invoke(cli):
 @pytest.fixture
 def no_run(monkeypatch):
     """Fails the test if the benchmark starts."""
-    from dlaccel.bench import commands
+    from dlaccel.cli import bench
 
     calls = []
-    monkeypatch.setattr(commands, "run", lambda *a, **k: calls.append(a) or pytest.fail("the benchmark ran"))
+    monkeypatch.setattr(bench, "run", lambda *a, **k: calls.append(a) or pytest.fail("the benchmark ran"))
     return calls
 
 
@@ -315,7 +315,7 @@ def test_train_errors_are_one_line(invoke, args, fragment):
 
 def test_missing_cli_extra_is_one_line(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "click", None)
-    monkeypatch.delitem(sys.modules, "dlaccel.bench.commands", raising=False)
+    monkeypatch.delitem(sys.modules, "dlaccel.cli.app", raising=False)
     with pytest.raises(SystemExit) as exit_info:
         main(["info"])
     assert exit_info.value.code == 2
@@ -365,9 +365,9 @@ def test_train_names_the_environment_variable_behind_an_unavailable_backend(invo
     (["--model", "logistic", "--hidden-units", "8"], "--hidden-units"),
 ])
 def test_train_refuses_options_the_model_does_not_use(invoke, monkeypatch, args, option):
-    from dlaccel.bench import commands
+    from dlaccel import training
 
-    monkeypatch.setattr(commands, "load_dataset", lambda name: pytest.fail("the data set was loaded"))
+    monkeypatch.setattr(training, "load_dataset", lambda name: pytest.fail("the data set was loaded"))
     result = invoke("train", "--iterations", "1", "--no-progress", *args)
     assert_one_line_error(result, option, "applies only to --model")
     assert result.exit_code == 1
@@ -442,10 +442,10 @@ def _table_lines(text, report):
 def _render(report, width, wide=False):
     from rich.console import Console
 
-    from dlaccel.bench import commands
+    from dlaccel.cli.bench import show_bench
 
     console = Console(width=width, record=True, file=open(os.devnull, "w"), markup=False)
-    commands.show_bench(report, console, wide)
+    show_bench(report, console, wide)
     return console.export_text()
 
 
@@ -545,9 +545,9 @@ def test_fit_shows_the_backends_first_call_note(recorded_progress):
 
 
 def test_train_says_what_the_first_iteration_waits_for(invoke, monkeypatch):
-    from dlaccel.bench import commands
+    from dlaccel import training
 
-    monkeypatch.setattr(commands, "get_backend", lambda name: NoteBackend())
+    monkeypatch.setattr(training, "get_backend", lambda name: NoteBackend())
     result = invoke("train", "--iterations", "2", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "note: compiling kernels, once; the first iteration waits for it" in result.stdout
@@ -571,12 +571,13 @@ def test_numba_says_it_compiles_until_it_has_kernels():
 
 def test_training_figure_names_classes_axes_splits_and_accuracy():
     pytest.importorskip("matplotlib")
-    from dlaccel.bench import commands
+    from dlaccel.cli.train import training_figure
+    from dlaccel.training import split
 
     X, Y = dlaccel.datasets.planar()
-    X_train, Y_train, X_test, Y_test = commands.split(X, Y, 0.2, 1)
+    X_train, Y_train, X_test, Y_test = split(X, Y, 0.2, 1)
     model = dlaccel.ShallowNN(4, seed=1).fit(X_train, Y_train, num_iterations=50)
-    fig = commands.training_figure(model, (X_train, Y_train), (X_test, Y_test), "ShallowNN on planar")
+    fig = training_figure(model, (X_train, Y_train), (X_test, Y_test), "ShallowNN on planar")
     cost_ax, boundary = fig.axes
     assert cost_ax.get_xlabel() == "iteration" and cost_ax.get_ylabel() == "cost"
     train_acc, test_acc = 100 * model.accuracy(X_train, Y_train), 100 * model.accuracy(X_test, Y_test)
@@ -596,12 +597,12 @@ def test_training_figure_names_classes_axes_splits_and_accuracy():
 
 def test_training_figure_without_a_boundary_still_shows_accuracy():
     pytest.importorskip("matplotlib")
-    from dlaccel.bench import commands
+    from dlaccel.cli.train import training_figure
 
     X, Y = dlaccel.datasets.blobs()
     X3 = np.vstack([X, X[:1] * 0.5])  # three features: no boundary panel
     model = dlaccel.LogisticRegression().fit(X3[:, :150], Y[:, :150], num_iterations=20)
-    fig = commands.training_figure(model, (X3[:, :150], Y[:, :150]), (X3[:, 150:], Y[:, 150:]), "digits-like")
+    fig = training_figure(model, (X3[:, :150], Y[:, :150]), (X3[:, 150:], Y[:, 150:]), "digits-like")
     (ax,) = fig.axes
     assert "train accuracy" in ax.get_title() and "test accuracy" in ax.get_title()
 
@@ -618,3 +619,117 @@ def test_speedup_chart_labels_its_axes_and_bars():
     texts = sorted(t.get_text() for t in ax.texts)
     assert texts == sorted(rep.fmt_ratio(r["speedup_vs_loops"]) for r in shown)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loops", "numpy", "numba", "torch"]
+
+
+@pytest.mark.parametrize("where", [[], ["--workers", "2"]], ids=["local", "distributed"])
+def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(tmp_path, where, cli):
+    """Ctrl-C at a terminal signals the whole process group (Dask's workers too)."""
+    import shlex
+    import signal
+    import time
+
+    from dlaccel.training import prepare
+
+    ckpt = tmp_path / "run.npz"
+    cmd = [sys.executable, "-m", "dlaccel", "train", "--iterations", "10000000", "--checkpoint", str(ckpt),
+           "--no-progress", *where]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = proc.stdout.readline()
+    assert first.startswith("training ShallowNN"), first
+    time.sleep(3)  # well into training
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out, out
+    done = dlaccel.load(ckpt).iteration
+    assert f"interrupted at iteration {done}; the model is saved to {ckpt}" in out
+    resume = next(line for line in out.splitlines() if line.startswith("resume with: "))
+    words = shlex.split(resume.removeprefix("resume with: "))
+    assert words[:2] == ["dlaccel", "train"] and words[-2:] == ["--resume", str(ckpt)]
+    # The printed command continues the run: here to five more iterations.
+    t = prepare("planar", "shallow", layers=[20, 7, 5], hidden_units=4, seed=1, resume=ckpt)
+    expected = t.model.fit(t.X_train, t.Y_train, num_iterations=5)
+    words[words.index("--iterations") + 1] = str(done + 5)
+    runner = CliRunner()
+    result = runner.invoke(cli, words[1:] + ["--save", str(tmp_path / "after.npz")])
+    assert result.exit_code == 0, result.output
+    after = dlaccel.load(tmp_path / "after.npz")
+    assert after.iteration == done + 5
+    for k, p in expected.parameters.items():
+        np.testing.assert_allclose(after.parameters[k], p, rtol=1e-9)
+
+
+def test_train_distributed_and_checkpoint_options_are_checked_before_work(tmp_path, cli):
+    runner = CliRunner()
+    for args, message in [
+        (["--workers", "2", "--cluster", "tcp://127.0.0.1:1"], "give one of them"),
+        (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint"),
+        (["--checkpoint", str(tmp_path / "no" / "x.npz")], "--checkpoint:"),
+        (["--resume", str(tmp_path / "missing.npz")], "no model file"),
+    ]:
+        result = runner.invoke(cli, ["train", "--iterations", "3", "--no-progress", *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.count("Error:") == 1 and message in result.output, result.output
+    dlaccel.LogisticRegression().fit(*dlaccel.datasets.planar(m=20), num_iterations=2).save(tmp_path / "lr.npz")
+    result = runner.invoke(cli, ["train", "--resume", str(tmp_path / "lr.npz"), "--no-progress"])
+    assert result.exit_code == 1 and "holds a LogisticRegression, not a ShallowNN" in result.output
+
+
+def test_train_resumes_to_the_total_and_checkpoints_as_it_goes(tmp_path, cli):
+    runner = CliRunner()
+    ckpt = tmp_path / "c.npz"
+    base = ["train", "--no-progress", "--checkpoint", str(ckpt)]
+    assert runner.invoke(cli, [*base, "--iterations", "30", "--checkpoint-every", "10"]).exit_code == 0
+    assert dlaccel.load(ckpt).iteration == 30
+    result = runner.invoke(cli, [*base, "--iterations", "50", "--resume", str(ckpt)])
+    assert result.exit_code == 0 and "20 iterations, resumed at iteration 30" in result.output
+    resumed = dlaccel.load(ckpt)
+    straight = runner.invoke(cli, ["train", "--no-progress", "--iterations", "50", "--save", str(tmp_path / "s.npz")])
+    assert straight.exit_code == 0
+    for k, p in dlaccel.load(tmp_path / "s.npz").parameters.items():
+        np.testing.assert_allclose(resumed.parameters[k], p, rtol=1e-12)
+    result = runner.invoke(cli, [*base, "--iterations", "40", "--resume", str(ckpt)])
+    assert result.exit_code == 0 and "already at iteration 50 of 40; nothing to train" in result.output
+
+
+def test_sweep_command_prints_the_table_and_writes_json_and_png(tmp_path, cli):
+    pytest.importorskip("matplotlib")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["sweep", "--hidden-units", "1,3", "--learning-rate", "1.2", "--iterations", "200",
+                                 "--workers", "0", "--no-progress", "--json", str(tmp_path / "s.json"),
+                                 "--plot", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if "final cost" in line)
+    assert "n_h" in header and "val acc" in header and "learning_rate" not in header  # single values are fixed
+    rows = [line for line in lines if line.strip()[:1] in "*12" and "ok" in line]
+    assert len(rows) == 2 and sum(r.startswith("*") for r in rows) == 1
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert [t["params"] for t in saved["trials"]] == [{"n_h": 1}, {"n_h": 3}]
+    # The table's numbers are those of plain fits with the same settings on the same split.
+    from dlaccel.training import load_dataset, split
+
+    X_train, Y_train, X_test, Y_test = split(*load_dataset("planar"), 0.2, 1)
+    for trial, n_h in zip(saved["trials"], (1, 3)):
+        model = dlaccel.ShallowNN(n_h, seed=1).fit(X_train, Y_train, learning_rate=1.2, num_iterations=200)
+        assert trial["val_accuracy"] == model.accuracy(X_test, Y_test)
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_command_refuses_mistakes_in_one_line(tmp_path, cli):
+    runner = CliRunner()
+    for args, message in [
+        (["--layers", "8,4"], "--layers applies only to --model deep"),
+        (["--model", "deep", "--hidden-units", "1,2"], "--hidden-units applies only to --model shallow"),
+        (["--model", "logistic", "--hidden-activation", "tanh,relu"], "--hidden-activation applies"),
+        (["--hidden-units", "1,x"], "cannot read 'x' as an integer"),
+        (["--learning-rate", "0.1,-1"], "learning_rate"),
+        ([], "nothing to sweep"),
+        (["--hidden-units", "1,2", "--json", str(tmp_path / "no" / "s.json")], "--json:"),
+        (["--hidden-units", "1,2", "--workers", "2", "--cluster", "tcp://127.0.0.1:1"], "give one of them"),
+    ]:
+        result = runner.invoke(cli, ["sweep", "--no-progress", "--workers", "0", *args]
+                               if "--workers" not in args else ["sweep", "--no-progress", *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.count("Error:") == 1 and message in result.output, (args, result.output)

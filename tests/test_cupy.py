@@ -17,9 +17,10 @@ import pytest
 
 import dlaccel
 from dlaccel import backends
-from dlaccel.backends import _probe, cupy_gpu
+from dlaccel.backends import _cuda, _probe, cupy_gpu
+from dlaccel.backends._cuda import KERNEL_FILES
 from dlaccel.backends.base import ACTIVATIONS, LOSSES, LayerCache
-from dlaccel.backends.cupy_gpu import KERNEL_FILES, CupyBackend
+from dlaccel.backends.cupy_gpu import CupyBackend
 from dlaccel.backends.numpy_backend import NumpyBackend
 from dlaccel.errors import BackendUnavailableError, DeviceMismatchError, DtypeError, InputError
 
@@ -158,7 +159,7 @@ def test_cupy_asarray_rejects_a_non_numeric_dtype(cupy_backend):
 def test_every_kernel_source_ships_in_the_package():
     files = importlib.resources.files("dlaccel.kernels")
     shipped = {p.name for p in files.iterdir() if p.name.endswith((".cu", ".cuh"))}
-    assert shipped == {*KERNEL_FILES, cupy_gpu.COMMON_HEADER}
+    assert shipped == {*KERNEL_FILES, _cuda.COMMON_HEADER}
     repo_kernels = Path(__file__).resolve().parents[1] / "kernels"
     if repo_kernels.is_dir():  # a checkout: nothing in kernels/ is left out of the package
         assert shipped == {p.name for p in repo_kernels.iterdir() if p.suffix in (".cu", ".cuh")}
@@ -171,20 +172,20 @@ def test_every_kernel_source_ships_in_the_package():
 
 @pytest.mark.parametrize("filename", KERNEL_FILES)
 def test_kernel_source_inlines_the_header(filename):
-    source = cupy_gpu.kernel_source(filename)
+    source = _cuda.kernel_source(filename)
     assert "#include" not in source and "#pragma once" not in source
     assert "__device__ __forceinline__ acc_t block_sum" in source
 
 
 def test_missing_kernel_package_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(cupy_gpu, "KERNEL_PACKAGE", "dlaccel.no_such_kernels")
+    monkeypatch.setattr(_cuda, "KERNEL_PACKAGE", "dlaccel.no_such_kernels")
     with pytest.raises(BackendUnavailableError, match="kernel sources are missing.*pip install -e"):
-        cupy_gpu.kernel_source("sgd.cu")
+        _cuda.kernel_source("sgd.cu")
 
 
 def test_compile_options_name_the_type_and_the_slope():
-    assert cupy_gpu.compile_options(np.float32) == ("-std=c++17", "-DDLACCEL_T=float", "-DDLACCEL_LEAKY_SLOPE=0.01")
-    assert "-DDLACCEL_T=double" in cupy_gpu.compile_options("float64")
+    assert _cuda.compile_options(np.float32) == ("-std=c++17", "-DDLACCEL_T=float", "-DDLACCEL_LEAKY_SLOPE=0.01")
+    assert "-DDLACCEL_T=double" in _cuda.compile_options("float64")
 
 
 def _entries(ptx: str) -> set[str]:
@@ -197,13 +198,13 @@ def _entries(ptx: str) -> set[str]:
 def test_kernels_compile_with_nvcc(tmp_path, filename, dtype):
     """The exact source the backend hands NVRTC, compiled by nvcc for sm_90, warnings as errors."""
     src = tmp_path / filename
-    src.write_text(cupy_gpu.kernel_source(filename))
+    src.write_text(_cuda.kernel_source(filename))
     out = tmp_path / "out.ptx"
-    cmd = ["nvcc", "--ptx", "-arch=sm_90", "--Werror", "all-warnings", *cupy_gpu.compile_options(dtype),
+    cmd = ["nvcc", "--ptx", "-arch=sm_90", "--Werror", "all-warnings", *_cuda.compile_options(dtype),
            "-o", str(out), str(src)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert _entries(out.read_text()) == set(cupy_gpu.kernel_names(filename))
+    assert _entries(out.read_text()) == set(_cuda.kernel_names(filename))
 
 
 def _nvrtc():
@@ -221,12 +222,12 @@ def _nvrtc():
 def test_kernels_compile_with_nvrtc(filename, dtype):
     """NVRTC has no standard headers: the sources must compile with it as the backend calls it."""
     nvrtc = _nvrtc()
-    prog = nvrtc.createProgram(cupy_gpu.kernel_source(filename), filename, (), ())
+    prog = nvrtc.createProgram(_cuda.kernel_source(filename), filename, (), ())
     try:
-        nvrtc.compileProgram(prog, (*cupy_gpu.compile_options(dtype), "-arch=compute_90"))
+        nvrtc.compileProgram(prog, (*_cuda.compile_options(dtype), "-arch=compute_90"))
     except Exception:
         pytest.fail(nvrtc.getProgramLog(prog))
-    assert _entries(nvrtc.getPTX(prog).decode()) == set(cupy_gpu.kernel_names(filename))
+    assert _entries(nvrtc.getPTX(prog).decode()) == set(_cuda.kernel_names(filename))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float", "double"])
@@ -238,9 +239,9 @@ def test_kernels_compile_with_the_options_cupy_adds(filename, dtype):
     added = ["-ftz=true", "-arch=sm_90", "--device-as-default-execution-space"]
     if nvrtc.getVersion() >= (12, 8):
         added.append("--pch")
-    prog = nvrtc.createProgram(cupy_gpu.kernel_source(filename), filename, (), ())
+    prog = nvrtc.createProgram(_cuda.kernel_source(filename), filename, (), ())
     try:
-        nvrtc.compileProgram(prog, (*cupy_gpu.compile_options(dtype), *added))
+        nvrtc.compileProgram(prog, (*_cuda.compile_options(dtype), *added))
     except Exception:
         pytest.fail(nvrtc.getProgramLog(prog))
     assert len(nvrtc.getCUBIN(prog)) > 0
@@ -251,18 +252,18 @@ def test_kernels_compile_with_the_options_cupy_adds(filename, dtype):
 
 @pytest.mark.parametrize("n, m", [(1, 1), (1, 64 << 20), (10, 8192), (1024, 8192), (8192, 8192), (70000, 3)])
 def test_rows_grid_fills_the_gpu_without_empty_chunks(n, m):
-    chunks, rows, one = cupy_gpu.rows_grid(n, m, 132)
+    chunks, rows, one = _cuda.rows_grid(n, m, 132)
     assert one == 1 and rows == min(n, 65535) and chunks >= 1
-    assert (chunks - 1) * cupy_gpu.THREADS * cupy_gpu.ITEMS < m  # every chunk gets work
-    enough_blocks = rows * chunks >= 132 * cupy_gpu.BLOCKS_PER_SM // 2
-    assert enough_blocks or chunks == -(-m // (cupy_gpu.THREADS * cupy_gpu.ITEMS))  # else: as many as m allows
+    assert (chunks - 1) * _cuda.THREADS * _cuda.ITEMS < m  # every chunk gets work
+    enough_blocks = rows * chunks >= 132 * _cuda.BLOCKS_PER_SM // 2
+    assert enough_blocks or chunks == -(-m // (_cuda.THREADS * _cuda.ITEMS))  # else: as many as m allows
 
 
 def test_flat_and_columns_grids():
-    assert cupy_gpu.flat_grid(1, 132) == (1,)
-    assert cupy_gpu.flat_grid(64 << 20, 132) == (132 * cupy_gpu.BLOCKS_PER_SM,)
-    assert cupy_gpu.columns_grid(8192, 132) == (32,)
-    assert cupy_gpu.columns_grid(10**9, 132) == (132 * cupy_gpu.BLOCKS_PER_SM,)
+    assert _cuda.flat_grid(1, 132) == (1,)
+    assert _cuda.flat_grid(64 << 20, 132) == (132 * _cuda.BLOCKS_PER_SM,)
+    assert _cuda.columns_grid(8192, 132) == (32,)
+    assert _cuda.columns_grid(10**9, 132) == (132 * _cuda.BLOCKS_PER_SM,)
 
 
 # -- the kernels on a CPU emulator (tests/cuda_emulator.py; fixture `emulated` in conftest.py) ---------

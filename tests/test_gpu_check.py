@@ -17,8 +17,9 @@ import pytest
 import dlaccel
 from dlaccel import backends
 from dlaccel.backends import cupy_gpu
+from dlaccel.backends._cuda import KERNEL_FILES, kernel_names
 from dlaccel.backends.base import ACTIVATIONS, LOSSES
-from dlaccel.backends.cupy_gpu import KERNEL_FILES, CupyBackend, kernel_names
+from dlaccel.backends.cupy_gpu import CupyBackend
 
 from . import cuda_emulator
 

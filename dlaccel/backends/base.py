@@ -44,6 +44,12 @@ class Backend:
     def __repr__(self) -> str:
         return f"<dlaccel backend {self.name!r}>"
 
+    def __reduce__(self) -> tuple:
+        # Pickled by name (to Dask workers, say): the receiving process uses its own instance.
+        from . import get_backend
+
+        return (get_backend, (self.name,))
+
     # -- transfer -----------------------------------------------------------------------------
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:

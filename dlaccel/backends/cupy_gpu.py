@@ -2,24 +2,19 @@
 kernels from ``kernels/*.cu`` for the elementwise work around them.
 
 Each fused op checks dtype (float32/float64), contiguity and shapes, and hands anything else to
-the NumPy-backend code (``super()``), which runs on CuPy through ``self.xp``. Kernel sources are
-read with :mod:`importlib.resources` from the ``dlaccel.kernels`` package and compiled on first use,
-one module per (source file, dtype); CuPy keeps the compiled binaries in its on-disk cache
-(``CUPY_CACHE_DIR``), so later processes only load them. Nothing here touches the GPU at import.
+the NumPy-backend code (``super()``), which runs on CuPy through ``self.xp``. Loading, compiling
+and caching the kernels and sizing their grids is :mod:`._cuda`'s job. Nothing here touches the GPU at import.
 """
 
 from __future__ import annotations
 
-import importlib.resources
-import math
-import threading
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, DtypeError
-from . import _probe
-from .base import ACTIVATIONS, LEAKY_RELU_SLOPE, LOSSES, LayerCache
+from ..errors import DtypeError
+from . import _cuda, _probe
+from .base import ACTIVATIONS, LOSSES, LayerCache
 from .numpy_backend import NumpyBackend, unknown_activation, unknown_loss
 
 try:
@@ -27,83 +22,7 @@ try:
 except Exception:  # absent or broken: the probe says why; the module stays importable for CPU tests
     cupy = None  # type: ignore[assignment]
 
-KERNEL_PACKAGE = "dlaccel.kernels"
-COMMON_HEADER = "dlaccel_common.cuh"
-KERNEL_FILES = ("bias_activation.cu", "activation_backward.cu", "loss.cu", "sgd.cu")
-# The kernels every file defines (one per activation where the name has {act}).
-KERNELS = {
-    "bias_activation.cu": ("bias_act_forward_{act}", "bias_softmax_forward"),
-    "activation_backward.cu": ("act_backward_db_{act}", "finalize_row_sums"),
-    "loss.cu": ("output_grad", "bce_cost_partial", "ce_cost_partial"),
-    "sgd.cu": ("sgd_update",),
-}
-FUSED_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
-C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-
-THREADS = 256  # block size of every launch; a multiple of 32 (block_sum's full-warp shuffles)
-ITEMS = 4  # elements per thread per step (DLACCEL_ITEMS in dlaccel_common.cuh)
-BLOCKS_PER_SM = 8  # enough resident work to cover memory latency; grid-stride loops do the rest
-MAX_GRID_Y = 65535
 _NULL = np.uint64(0)  # a null pointer argument
-
-
-def kernel_names(filename: str) -> list[str]:
-    """Every ``extern "C"`` kernel that ``filename`` defines."""
-    names: list[str] = []
-    for pattern in KERNELS[filename]:
-        if "{act}" in pattern:
-            names.extend(pattern.format(act=act) for act in FUSED_ACTIVATIONS)
-        else:
-            names.append(pattern)
-    return names
-
-
-def kernel_source(filename: str) -> str:
-    """The CUDA source of ``filename`` from the ``dlaccel.kernels`` package, with the shared header
-    inlined (NVRTC gets no include path, and the package may live inside a zip)."""
-    try:
-        files = importlib.resources.files(KERNEL_PACKAGE)
-        source = (files / filename).read_text(encoding="utf-8")
-        header = (files / COMMON_HEADER).read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError) as exc:
-        raise BackendUnavailableError(
-            f"the CUDA kernel sources are missing ({KERNEL_PACKAGE}/{filename}: {exc}); "
-            "reinstall dlaccel (from a checkout: pip install -e .)"
-        ) from exc
-    include = f'#include "{COMMON_HEADER}"'
-    if include not in source:
-        raise BackendUnavailableError(f"{KERNEL_PACKAGE}/{filename} does not include {COMMON_HEADER}")
-    # The header's include guard means nothing once inlined (and nvcc warns about it in a main file).
-    return source.replace(include, header.replace("#pragma once\n", ""), 1)
-
-
-def compile_options(dtype: Any) -> tuple[str, ...]:
-    """Compiler options for the module of element type ``dtype`` (NVRTC and nvcc alike)."""
-    return (
-        "-std=c++17",
-        f"-DDLACCEL_T={C_TYPES[np.dtype(dtype)]}",
-        f"-DDLACCEL_LEAKY_SLOPE={LEAKY_RELU_SLOPE!r}",
-    )
-
-
-def rows_grid(n: int, m: int, sms: int) -> tuple[int, int, int]:
-    """Grid ``(chunks, rows, 1)`` of the row-tiled kernels: enough blocks to fill ``sms`` SMs when
-    ``n`` is small, one chunk per row when rows alone fill the GPU, never a chunk of no work."""
-    rows = min(n, MAX_GRID_Y)
-    target = sms * BLOCKS_PER_SM
-    max_chunks = max(1, math.ceil(m / (THREADS * ITEMS)))
-    chunks = max(1, min(max_chunks, math.ceil(target / rows)))
-    return chunks, rows, 1
-
-
-def flat_grid(size: int, sms: int) -> tuple[int]:
-    """Grid of the flat grid-stride kernels: at most ``BLOCKS_PER_SM`` blocks per SM."""
-    return (max(1, min(math.ceil(size / (THREADS * ITEMS)), sms * BLOCKS_PER_SM)),)
-
-
-def columns_grid(m: int, sms: int) -> tuple[int]:
-    """Grid of the one-thread-per-column kernels."""
-    return (max(1, min(math.ceil(m / THREADS), sms * BLOCKS_PER_SM)),)
 
 
 class CupyBackend(NumpyBackend):
@@ -114,46 +33,19 @@ class CupyBackend(NumpyBackend):
     device_kind: ClassVar[str] = "device"
 
     def __init__(self) -> None:
-        self._modules: dict[tuple[str, np.dtype], Any] = {}
-        self._functions: dict[tuple[str, np.dtype, int], Any] = {}
-        self._sms: dict[int, int] = {}
-        self._lock = threading.Lock()
+        self._kernels = _cuda.KernelCache()
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return _probe.cupy()
 
-    # -- kernels ----------------------------------------------------------------------------------
+    # -- kernels (tests swap these two for the CPU emulator) --------------------------------------
 
     def _function(self, filename: str, kernel: str, dtype: np.dtype) -> Any:
-        """The compiled kernel, cached per (kernel, dtype, device); its module is compiled on the
-        first request of any kernel in ``filename`` for ``dtype``."""
-        device = cupy.cuda.runtime.getDevice()
-        key = (kernel, dtype, device)
-        function = self._functions.get(key)
-        if function is not None:
-            return function
-        with self._lock:
-            module = self._modules.get((filename, dtype))
-            if module is None:
-                module = cupy.RawModule(code=kernel_source(filename), options=compile_options(dtype))
-                self._modules[(filename, dtype)] = module
-            try:
-                function = module.get_function(kernel)  # compiles (or loads from the disk cache)
-            except Exception as exc:
-                raise BackendUnavailableError(
-                    f"compiling kernel {kernel} from {KERNEL_PACKAGE}/{filename} for {dtype} failed: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            self._functions[key] = function
-        return function
+        return self._kernels.function(filename, kernel, dtype)
 
     def _sm_count(self) -> int:
-        device = cupy.cuda.runtime.getDevice()
-        sms = self._sms.get(device)
-        if sms is None:
-            sms = self._sms[device] = int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
-        return sms
+        return self._kernels.sm_count()
 
     def _empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """Every kernel output is allocated here (tests poison it to catch unwritten elements)."""
@@ -163,7 +55,7 @@ class CupyBackend(NumpyBackend):
     def _fast(*arrays: Any) -> bool:
         """Whether the kernels cover these arrays: one float dtype, C-contiguous, not empty."""
         dtype = arrays[0].dtype
-        return dtype in C_TYPES and all(
+        return dtype in _cuda.C_TYPES and all(
             a.dtype == dtype and a.flags.c_contiguous and a.size > 0 for a in arrays
         )
 
@@ -207,11 +99,11 @@ class CupyBackend(NumpyBackend):
         bias = _NULL if b is None else b
         if activation == "softmax":
             kernel = self._function("bias_activation.cu", "bias_softmax_forward", Z.dtype)
-            grid: tuple[int, ...] = columns_grid(m, self._sm_count())
+            grid: tuple[int, ...] = _cuda.columns_grid(m, self._sm_count())
         else:
             kernel = self._function("bias_activation.cu", f"bias_act_forward_{activation}", Z.dtype)
-            grid = rows_grid(n, m, self._sm_count())
-        kernel(grid, (THREADS,), (Z, bias, A, np.int64(n), np.int64(m)))
+            grid = _cuda.rows_grid(n, m, self._sm_count())
+        kernel(grid, (_cuda.THREADS,), (Z, bias, A, np.int64(n), np.int64(m)))
         return A
 
     def activation_forward(self, Z: Any, activation: str) -> Any:
@@ -240,12 +132,12 @@ class CupyBackend(NumpyBackend):
         n, m = dA.shape
         dtype = dA.dtype
         dZ = self._empty(dA.shape, dtype) if want_dZ else None
-        chunks, rows, _ = grid = rows_grid(n, m, self._sm_count())
+        chunks, rows, _ = grid = _cuda.rows_grid(n, m, self._sm_count())
         partial = self._empty((n, chunks), np.float64) if want_db else None
         kernel = self._function("activation_backward.cu", f"act_backward_db_{activation}", dtype)
         kernel(
             grid,
-            (THREADS,),
+            (_cuda.THREADS,),
             (dA, _NULL if V is None else V, _NULL if dZ is None else dZ, _NULL if partial is None else partial,
              np.int64(n), np.int64(m), np.int32(v_is_Z)),
         )
@@ -253,13 +145,13 @@ class CupyBackend(NumpyBackend):
         if want_db:
             db = self._empty((n, 1), dtype)
             finalize = self._function("activation_backward.cu", "finalize_row_sums", dtype)
-            finalize(columns_grid(n, self._sm_count()), (THREADS,),
+            finalize(_cuda.columns_grid(n, self._sm_count()), (_cuda.THREADS,),
                      (partial, db, np.int64(n), np.int64(chunks), np.float64(1.0 / m)))
         return dZ, db
 
     def activation_backward(self, dA: Any, Z: Any, activation: str) -> Any:
         self._check(dA, Z)
-        if activation not in FUSED_ACTIVATIONS or not self._fast(dA, Z) or dA.shape != Z.shape:
+        if activation not in _cuda.FUSED_ACTIVATIONS or not self._fast(dA, Z) or dA.shape != Z.shape:
             return super().activation_backward(dA, Z, activation)
         dZ, _ = self._backward_db(dA, Z, True, activation, want_dZ=True, want_db=False)
         return dZ
@@ -278,7 +170,7 @@ class CupyBackend(NumpyBackend):
         self._check(dA)
         A_prev, W, Z, A = cache.A_prev, cache.W, cache.Z, cache.A
         self._check(A_prev, W, Z)
-        if not (activation in FUSED_ACTIVATIONS and self._fast(dA, Z, A_prev, W) and dA.shape == Z.shape
+        if not (activation in _cuda.FUSED_ACTIVATIONS and self._fast(dA, Z, A_prev, W) and dA.shape == Z.shape
                 and self._layer(Z, A_prev, W)):
             return super().linear_activation_backward(dA, cache, activation, need_dA_prev)
         # sigmoid and tanh take g' from the cached A (no exp recomputed), the rest from Z.
@@ -295,10 +187,10 @@ class CupyBackend(NumpyBackend):
             return super().compute_cost(AL, Y, loss)
         name = "bce_cost_partial" if loss == "binary_cross_entropy" else "ce_cost_partial"
         kernel = self._function("loss.cu", name, AL.dtype)
-        grid = flat_grid(AL.size, self._sm_count())
+        grid = _cuda.flat_grid(AL.size, self._sm_count())
         partial = self._empty(grid, np.float64)
         eps = AL.dtype.type(np.finfo(AL.dtype).eps)
-        kernel(grid, (THREADS,), (AL, Y, partial, np.int64(AL.size), eps))
+        kernel(grid, (_cuda.THREADS,), (AL, Y, partial, np.int64(AL.size), eps))
         return float(-float(partial.sum()) / AL.shape[1])
 
     def output_backward(self, AL: Any, Y: Any, loss: str) -> Any:
@@ -306,7 +198,7 @@ class CupyBackend(NumpyBackend):
             return super().output_backward(AL, Y, loss)
         dZ = self._empty(AL.shape, AL.dtype)
         kernel = self._function("loss.cu", "output_grad", AL.dtype)
-        kernel(flat_grid(AL.size, self._sm_count()), (THREADS,), (AL, Y, dZ, np.int64(AL.size)))
+        kernel(_cuda.flat_grid(AL.size, self._sm_count()), (_cuda.THREADS,), (AL, Y, dZ, np.int64(AL.size)))
         return dZ
 
     # -- update -------------------------------------------------------------------------------
@@ -317,7 +209,7 @@ class CupyBackend(NumpyBackend):
             self._check(P, G)
             if self._fast(P, G) and P.shape == G.shape:
                 kernel = self._function("sgd.cu", "sgd_update", P.dtype)
-                kernel(flat_grid(P.size, self._sm_count()), (THREADS,),
+                kernel(_cuda.flat_grid(P.size, self._sm_count()), (_cuda.THREADS,),
                        (P, G, P.dtype.type(learning_rate), np.int64(P.size)))
             else:
                 P -= learning_rate * G

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .runner import PEER, SCHEMA, TOLERANCE, Result, compare_outputs, load_torch, resolve_targets, run
+from .record import PEER, TOLERANCE, Result, compare_outputs, load_torch
+from .runner import SCHEMA, resolve_targets, run
 from .timing import Timing, first_call, measure, measure_limits
 from .workloads import GROUPS, PROFILES, WORKLOADS, Case, Workload, select_workloads
 

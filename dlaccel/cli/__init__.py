@@ -1,7 +1,7 @@
 """The ``dlaccel`` console script (also ``python -m dlaccel``): ``info``, ``bench``, ``train``.
 
-The commands are built on click and rich, which come with the ``cli`` extra; they live in
-:mod:`dlaccel.bench.commands` so that this entry point imports without them and can say, in one
+The commands are built on click and rich, which come with the ``cli`` extra; :mod:`dlaccel.cli.app`
+and the command modules import them, so this entry point imports without them and can say, in one
 line, what to install.
 """
 
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import MissingDependencyError
+from ..errors import MissingDependencyError
 
 CLI_MODULES = ("click", "rich")
 
@@ -19,7 +19,7 @@ CLI_MODULES = ("click", "rich")
 def load_app() -> Any:
     """The click group of every command; ``MissingDependencyError`` without the ``cli`` extra."""
     try:
-        from .bench.commands import cli
+        from .app import cli
     except ImportError as exc:
         missing = (exc.name or "").partition(".")[0]
         if missing not in CLI_MODULES:

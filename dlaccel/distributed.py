@@ -1,0 +1,400 @@
+"""Data-parallel training on a Dask cluster: the same ``fit``, its examples spread over workers.
+
+``X`` (and ``Y``) are dask arrays chunked along the examples. Each chunk becomes a *shard*: validated,
+cast to the model's dtype, turned into training targets and moved to the worker's backend once, then
+kept on the worker (persisted from the user's own graph, so the scheduler can recompute a shard whose
+worker died). The shards are split into one group of consecutive shards per worker, fixed for the
+fit. Every iteration sends the parameters out once and runs one task per group, on the worker that
+holds it; each shard gives gradient *sums* (its mean times its example count), the task adds its
+shards' in shard order and returns one array per parameter, and the driver adds the groups' in group
+order, divides by the global ``m`` once and runs the model's own update. So a distributed fit equals
+a local one up to summation order, and two runs on the same chunks and worker count agree bit for
+bit, whichever worker computed which group (a lost worker's group is recomputed whole elsewhere).
+
+Needs the ``distributed`` extra (``dask[array]`` and ``distributed``); nothing here is imported by
+``import dlaccel``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .errors import DlaccelError, InputError, MissingDependencyError, ShapeError, WorkerLostError
+
+# Parameters above this size go to the workers once per iteration by scatter(broadcast) instead of
+# inside every task's arguments.
+BROADCAST_BYTES = 1 << 20
+# How many times one iteration is retried after workers were lost before the fit gives up.
+MAX_RETRIES = 3
+
+_EXTRA = "pip install 'dlaccel[distributed]'"
+
+
+def is_dask_array(x: Any) -> bool:
+    """Whether ``x`` is a dask array, without importing dask."""
+    return type(x).__module__.split(".", 1)[0] == "dask" and hasattr(x, "chunks")
+
+
+def require_distributed() -> Any:
+    try:
+        import dask.array  # noqa: F401
+        import distributed
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"training on dask arrays needs dask[array] and distributed ({exc.name} is missing): {_EXTRA}"
+        ) from None
+    return distributed
+
+
+@contextlib.contextmanager
+def client_for(client: Any = None, n_workers: int | None = None) -> Iterator[Any]:
+    """The Client to run on: ``client`` itself, a Client connected to the address ``client``, the
+    Client the user already made, else a LocalCluster of single-threaded worker processes (one per
+    usable core, or ``n_workers``) started for this block and closed after it."""
+    distributed = require_distributed()
+    if isinstance(client, distributed.Client):
+        yield client
+        return
+    if isinstance(client, str):
+        try:
+            connected = distributed.Client(client, timeout="20s", set_as_default=False)
+        except OSError as exc:
+            raise InputError(f"cannot reach a Dask scheduler at {client!r}: {exc}") from exc
+        with connected:
+            yield connected
+        return
+    if client is not None:
+        raise InputError(
+            f"client must be a distributed.Client, a scheduler address string or None, got {type(client).__name__}"
+        )
+    if n_workers is None:
+        try:
+            yield distributed.get_client()
+            return
+        except ValueError:  # no current client
+            pass
+    workers = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    with _children_ignore_sigint():
+        cluster = distributed.LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0")
+    with cluster, distributed.Client(cluster, set_as_default=False) as local:
+        yield local
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Worker processes started in the block inherit an ignored SIGINT: Ctrl-C at the terminal reaches
+    the whole process group, and only this process should act on it (stop at the last completed
+    iteration, close the cluster), not every worker with a traceback of its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- the worker side ------------------------------------------------------------------------------
+
+# Engines (models without data) rebuilt once per fit on each worker, keyed by the fit's token.
+_engines: dict[str, Any] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine(spec: dict[str, Any]) -> Any:
+    with _engines_lock:
+        engine = _engines.get(spec["token"])
+        if engine is None:
+            engine = spec["build"](spec["config"], backend=spec["backend"])
+            _engines[spec["token"]] = engine
+        return engine
+
+
+def _forget(token: str) -> None:
+    with _engines_lock:
+        _engines.pop(token, None)
+
+
+def _one_layout(a: Any) -> Any:
+    """A host array C-contiguous and aligned whatever its history (a view here, a buffer at any
+    offset after a transfer): NumPy and BLAS pick their kernels by layout and alignment, so this
+    keeps repeated fits bit for bit identical."""
+    return np.require(a, requirements=["C", "A"]) if isinstance(a, np.ndarray) else a
+
+
+def _prepare_shard(spec: dict[str, Any], start: int, X: np.ndarray, Y: np.ndarray) -> tuple[Any, Any, int]:
+    """One chunk as the model trains on it: checked (NaN/Inf, labels), in the model's dtype, as
+    targets, on the worker's backend."""
+    X, Y = _one_layout(X), _one_layout(Y)
+    try:
+        X, T = _engine(spec)._prepare(X, Y)
+    except DlaccelError as exc:  # the same type, saying where
+        raise type(exc)(f"{exc} (in examples {start}..{start + X.shape[1] - 1})") from None
+    return X, T, int(X.shape[1])
+
+
+def _group_sums(spec: dict[str, Any], params: dict[str, np.ndarray], with_cost: bool,
+                *shards: tuple[Any, Any, int]) -> tuple[float | None, dict[str, np.ndarray]]:
+    """The loss and gradient sums over a group of shards, added in the order given (float64), so
+    one array per parameter goes back to the client, not one per shard."""
+    engine = _engine(spec)
+    be = engine.backend
+    engine._params = {k: be.asarray(p) for k, p in params.items()}
+    total_cost: float | None = 0.0 if with_cost else None
+    total: dict[str, np.ndarray] = {}
+    for X, T, m in shards:
+        cost, grads = engine._step(_one_layout(X), _one_layout(T), with_cost)
+        if total_cost is not None and cost is not None:
+            total_cost += cost * m
+        for k, g in grads.items():
+            summed = np.asarray(be.to_numpy(g), dtype=np.float64) * m
+            total[k] = total[k] + summed if k in total else summed
+    return total_cost, total
+
+
+def _model(spec: dict[str, Any], params: dict[str, np.ndarray]) -> Any:
+    """A model rebuilt from its config and parameters, for a one-off task (no cache to clear)."""
+    return spec["build"](spec["config"], parameters=params, backend=spec["backend"])
+
+
+def _block_sums(spec: dict[str, Any], params: dict[str, np.ndarray], what: str,
+                X: np.ndarray, Y: np.ndarray) -> tuple[float, dict[str, np.ndarray], int]:
+    """``what`` (``cost``, ``grads`` or ``accuracy``) over one chunk, as sums over its examples."""
+    engine = _model(spec, params)
+    m = int(X.shape[1])
+    if what == "accuracy":
+        return engine.accuracy(X, Y) * m, {}, m
+    be = engine.backend
+    Xs, T = engine._prepare(X, Y)
+    if what == "grads":
+        _, grads = engine._step(Xs, T, False)
+        return 0.0, {k: np.asarray(be.to_numpy(g), dtype=np.float64) * m for k, g in grads.items()}, m
+    AL, _ = engine._forward(Xs)
+    return be.compute_cost(AL, T, engine.loss) * m, {}, m
+
+
+def _predict_block(spec: dict[str, Any], params: dict[str, np.ndarray], proba: bool, X: np.ndarray) -> np.ndarray:
+    engine = _model(spec, params)
+    return engine.predict_proba(X) if proba else engine.predict(X)
+
+
+# -- the driver side ------------------------------------------------------------------------------
+
+
+def _aligned(model: Any, X: Any, Y: Any | None) -> tuple[Any, Any | None]:
+    """``X`` with its features in one chunk, and ``Y`` as a dask array chunked like ``X``'s
+    columns; metadata checks only (the values are checked on the workers)."""
+    import dask.array as da
+
+    if X.ndim != 2:
+        raise ShapeError(f"X must be 2-D with shape (n_x, m), got shape {X.shape}")
+    if any(np.isnan(s) for s in X.shape):
+        raise ShapeError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
+    n_x = model.layer_dims[0] if model.layer_dims else None
+    if n_x is not None and X.shape[0] != n_x:
+        raise ShapeError(f"X must have n_x = {n_x} rows (shape ({n_x}, m)), got shape {X.shape}")
+    X = X.rechunk({0: -1})
+    if Y is None:
+        return X, None
+    if not is_dask_array(Y):
+        Y = np.asarray(Y)
+        if Y.ndim == 1:
+            Y = Y.reshape(1, -1)
+        if Y.ndim != 2 or Y.shape[1] != X.shape[1]:
+            raise _y_shape_error(X, Y)
+        Y = da.from_array(Y, chunks=(Y.shape[0], X.chunks[1]))
+    elif Y.ndim == 1:
+        Y = Y.reshape(1, -1)
+    if Y.ndim != 2 or Y.shape[1] != X.shape[1]:
+        raise _y_shape_error(X, Y)
+    return X, Y.rechunk({0: -1, 1: X.chunks[1]})
+
+
+def _y_shape_error(X: Any, Y: Any) -> ShapeError:
+    if Y.ndim != 2:
+        return ShapeError(f"Y must be 2-D with shape (n_y, m) or 1-D (m,), got shape {Y.shape}")
+    return ShapeError(f"X has m = {X.shape[1]} examples but Y has {Y.shape[1]} (shape {Y.shape}); "
+                      f"expected (n_y, {X.shape[1]})")
+
+
+def _label_sample(Y: Any, client: Any = None) -> np.ndarray:
+    """A small host array holding every distinct label of ``Y`` (or a few one-hot columns), so that
+    the model can size its output layer and learn its classes without seeing all of ``Y``. Computed
+    on ``client`` when given: only it can see data persisted on its workers."""
+    import dask.array as da
+
+    sample = da.unique(Y) if Y.shape[0] == 1 else Y[:, : min(Y.shape[1], 16)]
+    values = sample.compute() if client is None else client.compute(sample, sync=True)
+    return np.asarray(values).reshape(1, -1) if Y.shape[0] == 1 else np.asarray(values)
+
+
+def build_from_data(model: Any, X: Any, Y: Any, client: Any = None) -> tuple[Any, Any]:
+    """Align ``X``/``Y`` and build the model's layers (and classes) from a sample of the labels."""
+    X, Y = _aligned(model, X, Y)
+    sample = _label_sample(Y, client)
+    # The model's own checks and building run on the sample; every shard is checked again on its worker.
+    model._prepare(np.zeros((X.shape[0], sample.shape[1]), dtype=model.dtype), sample)
+    return X, Y
+
+
+def spec_of(model: Any, token: str | None = None) -> dict[str, Any]:
+    # "build" is Model.from_config, handed over so that this module never imports models (no circle).
+    return {"token": token or uuid.uuid4().hex, "config": model.config(), "backend": model.backend.name,
+            "build": model.from_config}
+
+
+def host_params(model: Any) -> dict[str, np.ndarray]:
+    be = model.backend
+    return {k: np.asarray(be.to_numpy(p)) for k, p in model._require_built().items()}
+
+
+class ShardedData:
+    """A fit's shards, persisted on the cluster, and one training step over them."""
+
+    def __init__(self, client: Any, model: Any, X: Any, Y: Any):
+        from dask import delayed
+
+        self.client, self.model = client, model
+        self.spec = spec_of(model)
+        xs, ys = X.to_delayed().ravel(), Y.to_delayed().ravel()
+        prepare = delayed(_prepare_shard, pure=True)
+        starts = np.cumsum((0, *X.chunks[1][:-1]))
+        shards = [prepare(self.spec, int(starts[j]), x, y, dask_key_name=f"dlaccel-shard-{self.spec['token']}-{j}")
+                  for j, (x, y) in enumerate(zip(xs, ys))]
+        # One group of consecutive shards per worker, fixed for the whole fit: each group's sums are
+        # added on a worker in shard order, and the groups' on the client in group order, so the result
+        # depends on the chunks and the worker count, never on which worker holds what (a group moves
+        # whole when its worker dies). Placement is a hint, not a pin.
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:  # a cluster still starting
+            client.wait_for_workers(1, timeout=60)
+            workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        n = len(shards)
+        self.groups = [list(range(g * n // len(workers), (g + 1) * n // len(workers))) for g in range(len(workers))]
+        self.groups = [g for g in self.groups if g]
+        self.placement = {j: workers[i] for i, group in enumerate(self.groups) for j in group}
+        self.futures = [client.compute(shard, **self._hint(j)) for j, shard in enumerate(shards)]
+        self.m = int(X.shape[1])
+        self._workers_seen = set(workers)
+        try:
+            # Bad values (NaN/Inf, unknown labels) surface here, as the typed error the worker raised;
+            # waiting (not gathering) keeps the shards on the workers.
+            for fut in self.futures:
+                if fut.exception() is not None:  # waits for the shard; fetches only an error
+                    fut.result()
+        except BaseException:
+            self.release()
+            raise
+
+    def _hint(self, shard: int) -> dict[str, Any]:
+        """Where shard ``shard``'s group should run: a preference, so a lost worker's work goes elsewhere."""
+        worker = self.placement[shard]
+        return {"workers": [worker], "allow_other_workers": True}
+
+    def step(self, params: Any, with_cost: bool, iteration: int) -> tuple[float | None, dict[str, Any]]:
+        """The mean cost (when asked) and mean gradients over every shard, on the model's backend."""
+        be, model = self.model.backend, self.model
+        host = {k: np.asarray(be.to_numpy(p)) for k, p in params.items()}
+        for attempt in range(MAX_RETRIES + 1):
+            try:
+                parts = self._run(host, with_cost)
+                break
+            except Exception as exc:
+                if not self._recoverable(exc):
+                    raise
+                if attempt == MAX_RETRIES or any(f.status in ("cancelled", "error", "lost") for f in self.futures):
+                    raise self._lost(exc, iteration) from exc
+        total_cost, grads = 0.0, None
+        for cost, sums in parts:  # group order
+            if cost is not None:
+                total_cost += cost
+            if grads is None:
+                grads = {k: g.copy() for k, g in sums.items()}
+            else:
+                for k, g in sums.items():
+                    grads[k] += g
+        assert grads is not None
+        mean = {k: be.asarray(g / self.m, dtype=model.dtype) for k, g in grads.items()}
+        return (total_cost / self.m if with_cost else None), mean
+
+    def _run(self, host: dict[str, np.ndarray], with_cost: bool) -> list[tuple[float | None, dict[str, np.ndarray]]]:
+        """One task per group; each returns its group's sums."""
+        client = self.client
+        size = sum(p.nbytes for p in host.values())
+        params: Any = host
+        if size > BROADCAST_BYTES and len(self.groups) > 1:
+            # A list, not the dict: scattering a dict names the data after its keys ("W1", ...), and the
+            # next iteration's scatter of the same names races the release of this one's.
+            names = list(host)
+            params = dict(zip(names, client.scatter([host[k] for k in names], broadcast=True, hash=False)))
+        tasks = [client.submit(_group_sums, self.spec, params, with_cost, *[self.futures[j] for j in group],
+                               pure=False, **self._hint(group[0])) for group in self.groups]
+        return client.gather(tasks)
+
+    @staticmethod
+    def _recoverable(exc: BaseException) -> bool:
+        """Whether ``exc`` says workers or their data went away (worth regrouping and retrying)."""
+        return isinstance(exc, OSError) or type(exc).__name__ in (
+            "KilledWorker", "CommClosedError", "FutureCancelledError", "FuturesCancelledError", "CancelledError")
+
+    def _lost(self, exc: BaseException, iteration: int) -> WorkerLostError:
+        try:
+            now = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        except Exception:
+            now = set()
+        gone = sorted(self._workers_seen - now)
+        who = ", ".join(gone) if gone else "a worker"
+        return WorkerLostError(
+            f"lost {who} at iteration {iteration} and its shards could not be recomputed "
+            f"({type(exc).__name__}: {exc}); the model keeps the parameters of its last completed iteration",
+            iteration, gone)
+
+    def release(self) -> None:
+        """Drop the shards and the workers' engines: after the fit, the workers hold nothing of it."""
+        with contextlib.suppress(Exception):
+            self.client.cancel(self.futures, force=True)
+        self.futures = []
+        with contextlib.suppress(Exception):
+            self.client.run(_forget, self.spec["token"])
+
+
+def dask_sums(model: Any, X: Any, Y: Any, what: str) -> tuple[float, dict[str, np.ndarray]]:
+    """The mean of ``what`` (``cost``, ``grads`` or ``accuracy``) over dask arrays: one task per
+    chunk of examples, summed in chunk order, on the current scheduler."""
+    import dask
+    from dask import delayed
+
+    X, Y = build_from_data(model, X, Y)
+    spec, params = spec_of(model), host_params(model)
+    block = delayed(_block_sums, pure=True)
+    parts = dask.compute(*[block(spec, params, what, x, y)
+                           for x, y in zip(X.to_delayed().ravel(), Y.to_delayed().ravel())])
+    m = sum(p[2] for p in parts)
+    grads: dict[str, np.ndarray] = {}
+    for _, sums, _ in parts:
+        for k, g in sums.items():
+            grads[k] = grads[k] + g if k in grads else g.copy()
+    return sum(p[0] for p in parts) / m, {k: (g / m).astype(model.dtype) for k, g in grads.items()}
+
+
+def dask_predict(model: Any, X: Any, proba: bool) -> Any:
+    """Predictions over a dask array, lazily: one task per chunk of examples."""
+    import dask.array as da
+
+    X, _ = _aligned(model, X, None)
+    model._require_built()
+    n_out = model.layer_dims[-1] if proba or model.output_activation == "sigmoid" else 1
+    dtype = model.dtype if proba else (np.int64 if model.classes_ is None else model.classes_.dtype)
+    return da.map_blocks(_predict_block, spec_of(model), host_params(model), proba, X,
+                         dtype=dtype, chunks=((n_out,), X.chunks[1]))
+
