@@ -21,7 +21,7 @@ RTOL = {np.float64: 1e-9, np.float32: 2e-4}
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=40) as cluster, \
             distributed.Client(cluster, set_as_default=False) as c:
         yield c

@@ -194,7 +194,7 @@ def _cluster(workers: int) -> Iterator[Any]:
     import distributed
 
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=40) as cluster, \
+                                  dashboard_address=":0", silence_logs=40) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         yield client
 
