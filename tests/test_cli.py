@@ -733,3 +733,15 @@ def test_sweep_command_refuses_mistakes_in_one_line(tmp_path, cli):
                                if "--workers" not in args else ["sweep", "--no-progress", *args])
         assert result.exit_code == 1, (args, result.output)
         assert result.output.count("Error:") == 1 and message in result.output, (args, result.output)
+
+
+def test_bench_runs_the_distributed_benchmark_alone(tmp_path, cli):
+    pytest.importorskip("distributed")
+    runner = CliRunner()
+    mixed = runner.invoke(cli, ["bench", "-w", "distributed,deep"])
+    assert mixed.exit_code == 1 and "run it alone" in mixed.output
+    result = runner.invoke(cli, ["bench", "-w", "distributed", "--profile", "tiny", "--json", str(tmp_path / "d.json")])
+    assert result.exit_code == 0, result.output
+    assert "Overhead per iteration" in result.output and "Targets (issue 9)" in result.output
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report["profile"] == "tiny" and report["overhead"]

@@ -28,6 +28,7 @@ measured in the same run.
 
 \b
 Workloads: {", ".join(WORKLOADS)}
+distributed (alone): the data-parallel fit on a LocalCluster: overhead, scaling, peer, memory
 Groups: elementwise (the six activations), deep (both DeepNN steps)
 
 \b
@@ -72,7 +73,19 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
     check_output_path(plot_path, "--plot", "chart")
     if plot_path is not None:
         require_matplotlib("--plot")
-    chosen = select_workloads(split_names(workloads))
+    names = split_names(workloads)
+    if names and "distributed" in names:
+        if names != ["distributed"] or backends:
+            raise CommandError("-w distributed is a benchmark of its own (a LocalCluster, its overhead and "
+                               "scaling); run it alone, without --backends")
+        from ..bench.distributed import format_table, run_distributed
+
+        with Console(stderr=True, markup=False).status("starting") as status:
+            report = run_distributed(profile or ("quick" if quick else "full"), json_path=json_path,
+                                     plot_path=plot_path, progress=status.update)
+        click.echo(format_table(report))
+        return
+    chosen = select_workloads(names)
     # Unknown or unavailable names fail here, before any work; run() takes these targets as they are.
     targets = resolve_targets(split_names(backends))
     profile = profile or ("quick" if quick else "full")
