@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from . import datasets, errors
-from .backends import Backend, available_backends, get_backend, set_backend, use_backend
+from .backends import Backend, available_backends, get_backend, set_backend, set_num_threads, use_backend
 from .errors import (
     BackendUnavailableError,
     DeviceMismatchError,
@@ -54,6 +54,7 @@ __all__ = [
     "initialize_parameters",
     "load",
     "set_backend",
+    "set_num_threads",
     "sweep",
     "use_backend",
 ]

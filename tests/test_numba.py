@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -258,6 +259,25 @@ def test_logistic_regression_step_in_groups_of_examples(nb, reference, dtype, rn
             assert cost is None
 
 
+def test_logistic_regression_step_accumulates_in_float64(nb, reference, rng):
+    """float32 inputs, 2M examples: running sums of dW and db in float32 drift by ~1e-5 (relative);
+    in float64 they stay at float32 rounding, as NumPy's pairwise sums do. The truth is the NumPy
+    backend in float64 on the same float32 numbers."""
+    n_x, m = 2, 2_000_000
+    X = rng.standard_normal((m, n_x)).astype(np.float32).T  # F-ordered: the one-pass kernel
+    W = np.array([[0.5, -0.25]], np.float32)
+    b = np.full((1, 1), 0.3, np.float32)
+    Y = (rng.random((1, m)) > 0.5).astype(np.float32)
+    truth = reference.logistic_regression_step(*(a.astype(np.float64) for a in (W, b, X, Y)))
+    got = nb.logistic_regression_step(W, b, X, Y)
+    numpy32 = reference.logistic_regression_step(W, b, X, Y)
+    bound = {"rtol": 1e-6, "atol": 0}
+    np.testing.assert_allclose(numpy32[2], truth[2], **bound)  # the bound is one NumPy float32 meets
+    for name, g, t in zip(("cost", "dW", "db"), got, truth):
+        assert np.asarray(g).dtype == (np.float64 if name == "cost" else np.float32)
+        np.testing.assert_allclose(g, t, **bound, err_msg=name)
+
+
 def test_every_op_keeps_its_dtype(nb, dtype, rng):
     A_prev = rng.standard_normal((4, 6)).astype(dtype)
     W = rng.standard_normal((3, 4)).astype(dtype)
@@ -315,13 +335,6 @@ def test_saturated_outputs_and_extreme_inputs(nb, reference, dtype):
     cost = nb.compute_cost(AL, Y, "binary_cross_entropy")
     assert np.isfinite(cost)
     assert cost == pytest.approx(reference.compute_cost(AL, Y, "binary_cross_entropy"), rel=tol(dtype)["rtol"])
-
-
-def test_nan_propagates_like_numpy(nb, reference):
-    Z = np.array([[0.5, np.nan, -1.0], [1.0, 2.0, 3.0]])
-    for activation in ("sigmoid", "tanh", "softmax"):
-        got, want = nb.activation_forward(Z, activation), reference.activation_forward(Z, activation)
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
 
 
 def test_other_dtypes_fall_back_to_numpy(nb, reference, rng):
@@ -390,3 +403,148 @@ def test_second_process_loads_kernels_from_the_cache(tmp_path):
     second = run()
     assert second == {"compiles": 0, "hits": second["hits"], "misses": 0}
     assert second["hits"] > 0
+
+
+# -- threads: several Python threads at once, thread counts, reproducibility -------------------------
+
+
+def ops_from_threads(n_threads: int = 4, rounds: int = 3) -> None:
+    """``n_threads`` Python threads run parallel-size numba ops at the same time; every result must
+    match the NumPy backend. Also run in a subprocess under each threading layer (an unsafe layer
+    aborts the whole process), so it takes no fixtures."""
+    nb, ref = dlaccel.get_backend("numba"), dlaccel.get_backend("numpy")
+    rng = np.random.default_rng(7)
+    shape = (4, numba_cpu.PARALLEL_MIN_SIZE // 4)  # elementwise ops on these take the parallel kernels
+    Z, dA = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    A_prev, W = rng.standard_normal((2, shape[1])).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    X = rng.standard_normal((shape[1], 4)).astype(np.float32).T  # F-ordered: the one-pass LR kernel
+    w, b = rng.standard_normal((1, 4)).astype(np.float32), np.full((1, 1), 0.1, np.float32)
+    Y = (rng.random((1, shape[1])) > 0.5).astype(np.float32)
+    work = [
+        (lambda: nb.activation_forward(Z, "relu"), ref.activation_forward(Z, "relu")),
+        (lambda: nb.activation_forward(Z, "sigmoid"), ref.activation_forward(Z, "sigmoid")),
+        (lambda: nb.activation_backward(dA, Z, "tanh"), ref.activation_backward(dA, Z, "tanh")),
+        (lambda: nb.linear_backward(dA, A_prev, W)[2], ref.linear_backward(dA, A_prev, W)[2]),
+        (lambda: nb.logistic_regression_step(w, b, X, Y)[1], ref.logistic_regression_step(w, b, X, Y)[1]),
+    ]
+    start = threading.Barrier(n_threads)
+    failures: list[str] = []
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            for r in range(rounds):
+                for k, (op, want) in enumerate(work):
+                    np.testing.assert_allclose(op(), want, **tol(np.float32), err_msg=f"thread {i} round {r} op {k}")
+        except BaseException as exc:  # reported by the main thread
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+
+
+def test_parallel_kernels_from_several_threads(nb):
+    ops_from_threads()
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "default"])
+def test_parallel_kernels_from_several_threads_under_each_layer(tmp_path, layer):
+    """In a fresh process with NUMBA_THREADING_LAYER forced: the workqueue layer is not thread-safe
+    and aborts the process on concurrent parallel regions unless the backend serialises them."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_THREADING_LAYER=layer)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    script = ("import numba; from tests.test_numba import ops_from_threads; ops_from_threads(); "
+              "print(numba.threading_layer())")
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    if layer != "default":
+        assert out.stdout.split()[-1] == layer
+
+
+@pytest.fixture
+def restore_thread_counts():
+    """The BLAS and Numba thread counts (and dlaccel's record of them) as they were."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = {p["prefix"]: p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"}
+    numba_threads, recorded = numba.get_num_threads(), numba_cpu._num_threads
+    yield threadpoolctl
+    threadpoolctl.threadpool_limits(limits=blas)
+    numba.set_num_threads(numba_threads)
+    numba_cpu._num_threads = recorded
+
+
+def test_set_num_threads_sets_blas_and_numba(nb, restore_thread_counts):
+    threadpoolctl = restore_thread_counts
+    assert dlaccel.set_num_threads(1) == {"blas": 1, "numba": 1}
+    blas = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    assert blas and set(blas) == {1}  # every BLAS library loaded (NumPy's, and any other's)
+    assert numba.get_num_threads() == 1
+    # Numba's count is per Python thread: the backend applies it in threads started afterwards too.
+    seen = []
+
+    def other() -> None:
+        Z = np.ones((1, numba_cpu.PARALLEL_MIN_SIZE), np.float32)
+        nb.activation_forward(Z, "relu")
+        seen.append(numba.get_num_threads())
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen == [1]
+    top = numba.config.NUMBA_NUM_THREADS
+    assert dlaccel.set_num_threads(top) == {"blas": top, "numba": top}
+    assert numba.get_num_threads() == top
+
+
+@pytest.mark.parametrize("n", [0, -1, "too many", 1.5, True, "2", None])
+def test_set_num_threads_rejects_bad_counts(restore_thread_counts, n):
+    if n == "too many":
+        n = numba.config.NUMBA_NUM_THREADS + 1
+    before = numba.get_num_threads(), numba_cpu._num_threads
+    with pytest.raises(dlaccel.InputError, match="thread"):
+        dlaccel.set_num_threads(n)
+    assert (numba.get_num_threads(), numba_cpu._num_threads) == before  # nothing was set
+
+
+def test_set_num_threads_without_threadpoolctl_or_numba(restore_thread_counts, monkeypatch):
+    from dlaccel import backends
+
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import threadpoolctl now raises ImportError
+    result = dlaccel.set_num_threads(1)
+    assert result["numba"] == 1 and "threadpoolctl" in result["blas"]
+    assert numba.get_num_threads() == 1
+    monkeypatch.setitem(backends._PROBES, "numba", lambda: "Numba is not installed")
+    with pytest.raises(dlaccel.MissingDependencyError, match="threadpoolctl"):
+        dlaccel.set_num_threads(1)
+    monkeypatch.delitem(sys.modules, "threadpoolctl")
+    result = dlaccel.set_num_threads(1)
+    assert result["blas"] == 1 and "Numba is not installed" in result["numba"]
+
+
+def test_results_are_bitwise_reproducible_and_close_across_thread_counts(nb, reference, rng, restore_thread_counts):
+    """What the README promises: same settings, the same bits; another thread count, the same numbers
+    within the dtype tolerance."""
+    m = numba_cpu.PARALLEL_MIN_SIZE // 4
+    X = rng.standard_normal((m, 4)).astype(np.float32).T
+    w, b, Y = rng.standard_normal((1, 4)).astype(np.float32), np.zeros((1, 1), np.float32), (
+        rng.random((1, m)) > 0.5).astype(np.float32)
+    dA, Z = rng.standard_normal((4, m)).astype(np.float32), rng.standard_normal((4, m)).astype(np.float32)
+
+    def results() -> list:
+        A, cache = nb.linear_activation_forward(X, np.ascontiguousarray(w.repeat(4, axis=0)), b.repeat(4, axis=0),
+                                                "tanh")
+        return [*nb.logistic_regression_step(w, b, X, Y)[1:], A, *nb.linear_activation_backward(dA, cache, "tanh"),
+                nb.activation_backward(dA, Z, "relu")]
+
+    dlaccel.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    first, again = results(), results()
+    for x, y in zip(first, again):
+        np.testing.assert_array_equal(x, y)
+    dlaccel.set_num_threads(1)
+    for x, y in zip(first, results()):
+        np.testing.assert_allclose(x, y, **tol(np.float32))

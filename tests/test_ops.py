@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlaccel.backends.base import ACTIVATIONS, LOSSES
+import dlaccel
+from dlaccel.backends import REGISTRY
+from dlaccel.backends.base import ACTIVATIONS, LEAKY_RELU_SLOPE, LOSSES
 
-from .conftest import tol
+from .conftest import EMULATED_CUPY, tol
 
 SHAPES = [(1, 1, 1), (3, 5, 4), (7, 2, 33), (16, 9, 130)]  # (n, n_prev, m)
 
@@ -30,6 +32,28 @@ def assert_close(backend, got, want, dtype):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# conftest's backends (every registered one and the emulated cupy wrappers), plus "numba-parallel":
+# the numba backend with its parallel threshold at 0, so these small arrays run the prange kernels
+# that large layers run (test_properties.py uses it too).
+BACKENDS = [p for name in [*REGISTRY, EMULATED_CUPY]
+            for p in ([name, "numba-parallel"] if name == "numba" else [name])]
+
+
+@pytest.fixture(params=BACKENDS, ids=BACKENDS)
+def backend(request, monkeypatch):
+    if request.param == EMULATED_CUPY:
+        return request.getfixturevalue("emulated")  # skips with the emulator's reason
+    name = request.param.removesuffix("-parallel")
+    info = dlaccel.available_backends()[name]
+    if not info["available"]:
+        pytest.skip(f"{name}: {info['reason']}")
+    if request.param == "numba-parallel":
+        from dlaccel.backends import numba_cpu
+
+        monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_SIZE", 0)
+    return dlaccel.get_backend(name)
 
 
 @pytest.mark.parametrize("n, n_prev, m", SHAPES)
@@ -61,6 +85,54 @@ def test_activations_saturate_without_warnings(backend, reference, dtype, activa
     np.testing.assert_allclose(A, want, **tol(dtype))
     if activation == "sigmoid":
         assert A[0, 0] == 0 and A[0, -1] == 1 and A[0, 3] == 0.5
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nan_and_inf_propagate_like_numpy(backend, reference, dtype, activation):
+    """NaN in Z and NaN/inf in dA end up exactly where NumPy puts them, forward and backward, through
+    the separate ops and the fused layer ops (whose backward reads the cached A instead of Z)."""
+    nan, inf = np.nan, np.inf
+    Z = np.array([[0.5, nan, -1.0, 0.0, 2.0, -2.0], [nan, -3.0, 1.0, -0.0, 4.0, 0.25]], dtype)
+    dA = np.array([[nan, 1.0, nan, inf, -inf, 2.0], [1.0, nan, -inf, inf, 0.5, nan]], dtype)
+    # A NaN feature of one example poisons its column of Z, a NaN bias its row.
+    A_prev = np.array([[1.0, nan, -1.0, 0.5, 2.0, -0.5], [0.5, 1.0, 2.0, -1.0, 0.0, 1.5]], dtype)
+    W = np.array([[1.0, -2.0], [0.5, 1.0], [-1.0, 0.25]], dtype)
+    b = np.array([[0.1], [nan], [-0.2]], dtype)
+    dA_layer = np.vstack([dA, dA[:1, ::-1]])
+
+    def check(got, want):
+        got = host(backend, got)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{backend.name} NaN positions")
+        np.testing.assert_allclose(got, want, **tol(dtype))  # equal_nan: NaN and +-inf in the same places
+
+    on = backend.asarray
+    with np.errstate(invalid="ignore"):  # NumPy's inf * 0 = NaN is the point here, not a mistake
+        check(backend.activation_forward(on(Z), activation), reference.activation_forward(Z, activation))
+        check(backend.activation_backward(on(dA), on(Z), activation), reference.activation_backward(dA, Z, activation))
+        A, cache = backend.linear_activation_forward(on(A_prev), on(W), on(b), activation)
+        A_ref, cache_ref = reference.linear_activation_forward(A_prev, W, b, activation)
+        check(A, A_ref)
+        got = backend.linear_activation_backward(on(dA_layer), cache, activation)
+        for g, w in zip(got, reference.linear_activation_backward(dA_layer, cache_ref, activation)):
+            check(g, w)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_relu_derivative_at_zero_is_numpys(backend, reference, dtype, activation):
+    """ReLU'(0) = 0 (and leaky ReLU'(0) = the slope), as the NumPy reference has it: ``Z > 0``."""
+    Z = np.array([[0.0, -0.0, 1.0, -1.0]] * 3, dtype)
+    dA = np.full(Z.shape, 3.0, dtype)
+    at_zero = dtype(0) if activation == "relu" else dtype(3) * dtype(LEAKY_RELU_SLOPE)
+    want = reference.activation_backward(dA, Z, activation)
+    assert np.all(want[:, :2] == at_zero)
+    got = host(backend, backend.activation_backward(backend.asarray(dA), backend.asarray(Z), activation))
+    np.testing.assert_array_equal(got, want)
+    # Through the fused ops: zero inputs and a zero bias make every Z exactly 0.
+    A_prev, W, b = np.zeros((2, 4), dtype), np.ones((3, 2), dtype), np.zeros((3, 1), dtype)
+    _, cache = backend.linear_activation_forward(*(backend.asarray(x) for x in (A_prev, W, b)), activation)
+    db = host(backend, backend.linear_activation_backward(backend.asarray(dA), cache, activation)[2])
+    np.testing.assert_allclose(db, np.full((3, 1), at_zero, dtype), **tol(dtype))
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 import dlaccel
 from dlaccel.backends.base import ACTIVATIONS
 
+from . import test_ops
 from .conftest import tol
+
+backend = test_ops.backend  # every backend plus the numba parallel path
 
 dims = st.integers(min_value=1, max_value=12)
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

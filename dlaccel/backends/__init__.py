@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import numbers
 import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import BackendUnavailableError, UnknownBackendError
+from ..errors import BackendUnavailableError, InputError, MissingDependencyError, UnknownBackendError
 from . import _probe
 from .base import Backend
 
@@ -166,11 +167,52 @@ def use_backend(name: str | Backend) -> Iterator[Backend]:
         _context_choice.reset(token)
 
 
+def set_num_threads(n: int) -> dict[str, int | str]:
+    """Use ``n`` threads, process-wide, in BLAS (NumPy's matrix products, which every CPU backend
+    uses; set through threadpoolctl) and in the Numba backend's parallel kernels (in every Python
+    thread). Returns ``{"blas": ..., "numba": ...}``: ``n`` where it was set, else why not (the
+    library is not installed). Raises :class:`MissingDependencyError` when neither could be set.
+
+    Importing Numba here is fine: ``import dlaccel`` does not, and this call asks for Numba's
+    threads. Results are bitwise reproducible at a fixed thread count; across counts they agree
+    within the dtype tolerance (sums are split and added in another order).
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise InputError(f"the number of threads must be a positive integer, got {n!r}")
+    numba_reason = _PROBES["numba"]()
+    if numba_reason is None:
+        import numba
+
+        limit, what = int(numba.config.NUMBA_NUM_THREADS), "NUMBA_NUM_THREADS, the threads Numba starts"
+    else:
+        limit, what = os.cpu_count() or 1, "the CPU count"
+    if not 1 <= n <= limit:
+        raise InputError(f"the number of threads must be between 1 and {limit} ({what}), got {n}")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        blas_reason = "threadpoolctl is not installed (pip install 'dlaccel[cli]'), so BLAS keeps its threads"
+        if numba_reason is not None:
+            raise MissingDependencyError(
+                f"set_num_threads has nothing to set: {blas_reason}, and {numba_reason}") from None
+        result: dict[str, int | str] = {"blas": blas_reason}
+    else:
+        threadpool_limits(limits=int(n), user_api="blas")
+        result = {"blas": int(n)}
+    if numba_reason is None:
+        _load_class("numba").use_threads(int(n))  # type: ignore[attr-defined]
+        result["numba"] = int(n)
+    else:
+        result["numba"] = numba_reason
+    return result
+
+
 __all__ = [
     "REGISTRY",
     "Backend",
     "available_backends",
     "get_backend",
     "set_backend",
+    "set_num_threads",
     "use_backend",
 ]

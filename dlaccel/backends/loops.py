@@ -71,7 +71,7 @@ class LoopsBackend(NumpyBackend):
                 elif activation == "tanh":
                     A[i][j] = math.tanh(z)
                 elif activation == "relu":
-                    A[i][j] = z if z > 0 else 0.0
+                    A[i][j] = 0.0 if z < 0 else z  # NaN passes through, as in np.maximum(z, 0)
                 elif activation == "leaky_relu":
                     A[i][j] = z if z > 0 else LEAKY_RELU_SLOPE * z
                 elif activation == "linear":
@@ -106,7 +106,7 @@ class LoopsBackend(NumpyBackend):
                 elif activation == "tanh":
                     dZ[i][j] = da * (1.0 - a * a)
                 elif activation == "relu":
-                    dZ[i][j] = da if z > 0 else 0.0
+                    dZ[i][j] = da if z > 0 else da * 0.0  # NumPy's dA * (Z > 0): NaN/inf dA give NaN
                 elif activation == "leaky_relu":
                     dZ[i][j] = da if z > 0 else LEAKY_RELU_SLOPE * da
                 else:  # linear

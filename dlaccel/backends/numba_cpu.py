@@ -15,6 +15,7 @@ so a second process loads machine code instead of compiling.
 from __future__ import annotations
 
 import math
+import threading
 from types import FunctionType
 from typing import Any, ClassVar, NamedTuple
 
@@ -130,7 +131,7 @@ def _scalar_math(T: type, lo: float, hi: float, ln2_hi: float, ln2_lo: float, sh
         return -t if x < ZERO else t
 
     def relu(x):
-        return x if x > ZERO else ZERO
+        return ZERO if x < ZERO else x  # NaN (and -0.0) pass through, as in np.maximum(x, 0)
 
     def leaky_relu(x):
         return x if x > ZERO else x * SLOPE
@@ -203,7 +204,7 @@ def _activation_grad(dA, A, dZ, code):
     elif code == RELU:
         for j in range(dZ.size):
             d = dA[j]  # loaded unconditionally: LLVM cannot if-convert (vectorise) a conditional load
-            dZ[j] = d if A[j] > zero else zero
+            dZ[j] = d if A[j] > zero else d * zero  # NumPy's dA * (Z > 0): NaN and inf dA give NaN
     elif code == LEAKY_RELU:
         for j in range(dZ.size):
             d = dA[j]
@@ -449,12 +450,14 @@ def _logistic_regression_columns(W, b, XT, Y, eps, with_cost, n_threads):
     images ``x.reshape(m, -1).T`` are). Per group of GROUP examples: their ``z`` in one pass that
     reads them from memory, then their ``dz x`` added to dW in one pass that re-reads them from L2,
     so X is read from memory once. Each thread takes whole groups (only the last group of all may
-    be short, and takes the one-column kernels) and keeps its own partial dW, summed at the end."""
+    be short, and takes the one-column kernels) and keeps its own partial dW, summed at the end.
+    The partials are float64 whatever the dtype: a float32 running sum over a million examples
+    drifts by 1e-5 (relative), where NumPy's pairwise sums stay near float32 rounding."""
     m, n_x = XT.shape
     n_groups = (m + GROUP - 1) // GROUP
     n_parts = max(1, min(n_threads, n_groups))
-    dW_parts = np.zeros((n_parts, n_x), XT.dtype)
-    db_parts = np.zeros(n_parts, XT.dtype)
+    dW_parts = np.zeros((n_parts, n_x))
+    db_parts = np.zeros(n_parts)
     cost_parts = np.zeros(n_parts)
     for p in prange(n_parts):
         dW = dW_parts[p]
@@ -476,19 +479,21 @@ def _logistic_regression_columns(W, b, XT, Y, eps, with_cost, n_threads):
             else:
                 for g in range(size):
                     _axpy(dz[g], XT[j0 + g], dW)
-    return _combine(dW_parts, db_parts, cost_parts, m)
+    return _combine(dW_parts, db_parts, cost_parts, m, W)
 
 
 @njit(cache=True, **NUMPY_ERRORS)
-def _combine(dW_parts, db_parts, cost_parts, m):
-    """Sum the per-thread partials and average over the ``m`` examples."""
-    inv_m = dW_parts.dtype.type(1.0 / m)
-    dW = np.zeros((1, dW_parts.shape[1]), dW_parts.dtype)
-    for p in range(dW_parts.shape[0]):
-        _axpy(dW_parts.dtype.type(1), dW_parts[p], dW[0])
+def _combine(dW_parts, db_parts, cost_parts, m, like):
+    """Sum the per-thread float64 partials, in thread order, average over the ``m`` examples and
+    round once to the dtype of ``like``."""
+    inv_m = 1.0 / m
+    dW = np.empty((1, dW_parts.shape[1]), like.dtype)
     for k in range(dW.shape[1]):
-        dW[0, k] *= inv_m
-    db = np.full((1, 1), db_parts.sum() * inv_m, db_parts.dtype)
+        s = 0.0
+        for p in range(dW_parts.shape[0]):
+            s += dW_parts[p, k]
+        dW[0, k] = s * inv_m
+    db = np.full((1, 1), db_parts.sum() * inv_m, like.dtype)
     return cost_parts.sum() / m, dW, db
 
 
@@ -504,10 +509,50 @@ def _dispatchers() -> list[Any]:
 
 
 
+# dlaccel.set_num_threads(n) records n here. Numba keeps its thread count per Python thread, so
+# every parallel launch applies it on the calling thread. None: Numba's own default.
+_num_threads: int | None = None
+# Numba's workqueue threading layer (its fallback without TBB or OpenMP, or when the user picks it)
+# aborts the whole process when two Python threads run parallel regions at once. Under any layer
+# but these, parallel regions take turns. The layer is fixed at the first launch: None until then.
+THREAD_SAFE_LAYERS = ("tbb", "omp")
+_serialise: bool | None = None
+_launch_lock = threading.Lock()
+
+
+def use_threads(n: int) -> None:
+    """Run the parallel kernels on ``n`` threads, in every Python thread (``n`` checked by the caller)."""
+    global _num_threads
+    numba.set_num_threads(n)
+    _num_threads = n
+
+
+def _thread_count() -> int:
+    """The calling thread's Numba thread count, set to dlaccel's first where one was chosen."""
+    n = _num_threads
+    if n is not None and numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return numba.get_num_threads()
+
+
+def _launch(parallel_kernel: Any, *args: Any) -> Any:
+    """``parallel_kernel(*args)`` with dlaccel's thread count, alone while the layer is thread-unsafe."""
+    global _serialise
+    _thread_count()
+    if _serialise is False:
+        return parallel_kernel(*args)
+    with _launch_lock:
+        result = parallel_kernel(*args)
+        _serialise = numba.threading_layer() not in THREAD_SAFE_LAYERS
+    return result
+
+
 def _run(kernel: Kernel, size: int, *args: Any) -> Any:
     """``kernel(*args)``: the serial variant when ``size`` (elements touched) is below
     PARALLEL_MIN_SIZE, the parallel one on every thread from there."""
-    return (kernel.serial if size < PARALLEL_MIN_SIZE else kernel.parallel)(*args)
+    if size < PARALLEL_MIN_SIZE:
+        return kernel.serial(*args)
+    return _launch(kernel.parallel, *args)
 
 
 _CODES = {activation: code for code, activation in enumerate(ACTIVATIONS)}
@@ -539,6 +584,7 @@ class NumbaBackend(NumpyBackend):
     fallback for dtypes the kernels do not cover are the NumPy backend's."""
 
     name: ClassVar[str] = "numba"
+    use_threads = staticmethod(use_threads)  # for dlaccel.set_num_threads, which finds us by name
 
     @property
     def first_call_note(self) -> str | None:
@@ -671,5 +717,5 @@ class NumbaBackend(NumpyBackend):
             # and cost kernels, GEMV).
             return super().logistic_regression_step(W, b, X, Y, with_cost)
         eps = X.dtype.type(np.finfo(X.dtype).eps)
-        cost, dW, db = _logistic_regression_columns(W, b, X.T, Y, eps, with_cost, numba.get_num_threads())
+        cost, dW, db = _launch(_logistic_regression_columns, W, b, X.T, Y, eps, with_cost, _thread_count())
         return (cost if with_cost else None), dW, db
