@@ -4,12 +4,13 @@
 cast to the model's dtype, turned into training targets and moved to the worker's backend once, then
 kept on the worker (persisted from the user's own graph, so the scheduler can recompute a shard whose
 worker died). The shards are split into one group of consecutive shards per worker, fixed for the
-fit. Every iteration sends the parameters out once and runs one task per group, on the worker that
-holds it; each shard gives gradient *sums* (its mean times its example count), the task adds its
-shards' in shard order and returns one array per parameter, and the driver adds the groups' in group
-order, divides by the global ``m`` once and runs the model's own update. So a distributed fit equals
-a local one up to summation order, and two runs on the same chunks and worker count agree bit for
-bit, whichever worker computed which group (a lost worker's group is recomputed whole elsewhere).
+fit, and held by a Dask actor on that worker. Every iteration calls each actor once, straight from
+the client (no scheduler round trip), with the parameters; each shard gives gradient *sums* (its mean
+times its example count), the actor adds its shards' in shard order and returns one array per
+parameter, and the driver adds the groups' in group order, divides by the global ``m`` once and runs
+the model's own update. So a distributed fit equals a local one up to summation order, and two runs
+on the same chunks and worker count agree bit for bit, whichever worker computed which group (a lost
+worker's group starts again whole elsewhere, its shards recomputed).
 
 Needs the ``distributed`` extra (``dask[array]`` and ``distributed``); nothing here is imported by
 ``import dlaccel``.
@@ -21,6 +22,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -29,11 +31,14 @@ import numpy as np
 
 from .errors import DlaccelError, InputError, MissingDependencyError, ShapeError, WorkerLostError
 
-# Parameters above this size go to the workers once per iteration by scatter(broadcast) instead of
-# inside every task's arguments.
-BROADCAST_BYTES = 1 << 20
 # How many times one iteration is retried after workers were lost before the fit gives up.
 MAX_RETRIES = 3
+# How long a lost worker's group may take to start again elsewhere (its shards recomputed) before
+# the fit gives up, and how often waits look at the cluster meanwhile.
+RECOVERY_S = 120.0
+POLL_S = 1.0
+# How long a failed call waits for the scheduler to notice that its worker is gone.
+NOTICE_S = 30.0
 
 _EXTRA = "pip install 'dlaccel[distributed]'"
 
@@ -106,23 +111,10 @@ def _children_ignore_sigint() -> Iterator[None]:
 
 # -- the worker side ------------------------------------------------------------------------------
 
-# Engines (models without data) rebuilt once per fit on each worker, keyed by the fit's token.
-_engines: dict[str, Any] = {}
-_engines_lock = threading.Lock()
-
 
 def _engine(spec: dict[str, Any]) -> Any:
-    with _engines_lock:
-        engine = _engines.get(spec["token"])
-        if engine is None:
-            engine = spec["build"](spec["config"], backend=spec["backend"])
-            _engines[spec["token"]] = engine
-        return engine
-
-
-def _forget(token: str) -> None:
-    with _engines_lock:
-        _engines.pop(token, None)
+    """The fit's model without data, on the worker's backend."""
+    return spec["build"](spec["config"], backend=spec["backend"])
 
 
 def _one_layout(a: Any) -> Any:
@@ -143,23 +135,31 @@ def _prepare_shard(spec: dict[str, Any], start: int, X: np.ndarray, Y: np.ndarra
     return X, T, int(X.shape[1])
 
 
-def _group_sums(spec: dict[str, Any], params: dict[str, np.ndarray], with_cost: bool,
-                *shards: tuple[Any, Any, int]) -> tuple[float | None, dict[str, np.ndarray]]:
-    """The loss and gradient sums over a group of shards, added in the order given (float64), so
-    one array per parameter goes back to the client, not one per shard."""
-    engine = _engine(spec)
-    be = engine.backend
-    engine._params = {k: be.asarray(p) for k, p in params.items()}
-    total_cost: float | None = 0.0 if with_cost else None
-    total: dict[str, np.ndarray] = {}
-    for X, T, m in shards:
-        cost, grads = engine._step(_one_layout(X), _one_layout(T), with_cost)
-        if total_cost is not None and cost is not None:
-            total_cost += cost * m
-        for k, g in grads.items():
-            summed = np.asarray(be.to_numpy(g), dtype=np.float64) * m
-            total[k] = total[k] + summed if k in total else summed
-    return total_cost, total
+class Group:
+    """A Dask actor: one worker's group of shards and the engine that steps over them. Calls to it go
+    from the client straight to its worker, with no scheduler round trip: one call per worker per
+    iteration is the whole per-iteration traffic."""
+
+    def __init__(self, spec: dict[str, Any], *shards: tuple[Any, Any, int]):
+        self.engine = _engine(spec)
+        self.shards = [(_one_layout(X), _one_layout(T), m) for X, T, m in shards]
+
+    def sums(self, params: dict[str, np.ndarray], with_cost: bool) -> tuple[float | None, dict[str, np.ndarray]]:
+        """The loss and gradient sums over the group's shards, added in shard order (float64), so
+        one array per parameter goes back to the client, not one per shard."""
+        engine = self.engine
+        be = engine.backend
+        engine._params = {k: be.asarray(p) for k, p in params.items()}
+        total_cost: float | None = 0.0 if with_cost else None
+        total: dict[str, np.ndarray] = {}
+        for X, T, m in self.shards:
+            cost, grads = engine._step(X, T, with_cost)
+            if total_cost is not None and cost is not None:
+                total_cost += cost * m
+            for k, g in grads.items():
+                summed = np.asarray(be.to_numpy(g), dtype=np.float64) * m
+                total[k] = total[k] + summed if k in total else summed
+        return total_cost, total
 
 
 def _model(spec: dict[str, Any], params: dict[str, np.ndarray]) -> Any:
@@ -259,7 +259,8 @@ def host_params(model: Any) -> dict[str, np.ndarray]:
 
 
 class ShardedData:
-    """A fit's shards, persisted on the cluster, and one training step over them."""
+    """A fit's shards, persisted on the cluster and held by one :class:`Group` actor per worker, and
+    one training step over them."""
 
     def __init__(self, client: Any, model: Any, X: Any, Y: Any):
         from dask import delayed
@@ -275,31 +276,68 @@ class ShardedData:
         # added on a worker in shard order, and the groups' on the client in group order, so the result
         # depends on the chunks and the worker count, never on which worker holds what (a group moves
         # whole when its worker dies). Placement is a hint, not a pin.
-        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-        if not workers:  # a cluster still starting
-            client.wait_for_workers(1, timeout=60)
-            workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        workers = self._workers()
         n = len(shards)
         self.groups = [list(range(g * n // len(workers), (g + 1) * n // len(workers))) for g in range(len(workers))]
         self.groups = [g for g in self.groups if g]
-        self.placement = {j: workers[i] for i, group in enumerate(self.groups) for j in group}
-        self.futures = [client.compute(shard, **self._hint(j)) for j, shard in enumerate(shards)]
         self.m = int(X.shape[1])
         self._workers_seen = set(workers)
+        self.futures = [client.compute(shard, **self._hint(workers[i]))
+                        for i, group in enumerate(self.groups) for shard in (shards[j] for j in group)]
+        self.actor_futures: list[Any] = [None] * len(self.groups)
+        self.actors: list[Any] = [None] * len(self.groups)
+        self.where: list[str] = [""] * len(self.groups)  # each actor's worker
         try:
             # Bad values (NaN/Inf, unknown labels) surface here, as the typed error the worker raised;
             # waiting (not gathering) keeps the shards on the workers.
             for fut in self.futures:
                 if fut.exception() is not None:  # waits for the shard; fetches only an error
                     fut.result()
+            for i in range(len(self.groups)):
+                self._start_group(i, workers[i])
+            for i in range(len(self.groups)):
+                self._await_group(i, iteration=model.iteration)
         except BaseException:
             self.release()
             raise
 
-    def _hint(self, shard: int) -> dict[str, Any]:
-        """Where shard ``shard``'s group should run: a preference, so a lost worker's work goes elsewhere."""
-        worker = self.placement[shard]
+    def _workers(self) -> list[str]:
+        workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:  # a cluster still starting, or restarting a lost worker
+            self.client.wait_for_workers(1, timeout=RECOVERY_S)
+            workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+        return workers
+
+    @staticmethod
+    def _hint(worker: str) -> dict[str, Any]:
+        """Run on ``worker`` by preference only, so that a lost worker's work can go elsewhere."""
         return {"workers": [worker], "allow_other_workers": True}
+
+    def _start_group(self, i: int, worker: str) -> None:
+        shards = [self.futures[j] for j in self.groups[i]]
+        self.actor_futures[i] = self.client.submit(Group, self.spec, *shards, actor=True, pure=False,
+                                                   **self._hint(worker))
+
+    def _await_group(self, i: int, iteration: int, cause: BaseException | None = None) -> None:
+        """Wait for group ``i``'s actor, watching its shards: data that cannot be recomputed (its
+        futures cancelled or erred) is a :class:`WorkerLostError`, not a wait without end."""
+        future = self.actor_futures[i]
+        deadline = time.monotonic() + RECOVERY_S
+        while True:
+            try:
+                self.actors[i] = future.result(timeout=POLL_S)
+                self.where[i] = self.client.who_has(future)[future.key][0]
+                return
+            except TimeoutError:
+                pass
+            except Exception as exc:
+                if not self._recoverable(exc):
+                    raise
+                raise self._lost(exc, iteration) from exc
+            if time.monotonic() > deadline or any(self.futures[j].status in ("cancelled", "error")
+                                                  for j in self.groups[i]):
+                reason = cause or TimeoutError(f"group {i} did not restart within {RECOVERY_S:.0f} s")
+                raise self._lost(reason, iteration) from cause
 
     def step(self, params: Any, with_cost: bool, iteration: int) -> tuple[float | None, dict[str, Any]]:
         """The mean cost (when asked) and mean gradients over every shard, on the model's backend."""
@@ -312,8 +350,9 @@ class ShardedData:
             except Exception as exc:
                 if not self._recoverable(exc):
                     raise
-                if attempt == MAX_RETRIES or any(f.status in ("cancelled", "error", "lost") for f in self.futures):
+                if attempt == MAX_RETRIES:
                     raise self._lost(exc, iteration) from exc
+                self._restart_lost_groups(exc, iteration)
         total_cost, grads = 0.0, None
         for cost, sums in parts:  # group order
             if cost is not None:
@@ -328,24 +367,47 @@ class ShardedData:
         return (total_cost / self.m if with_cost else None), mean
 
     def _run(self, host: dict[str, np.ndarray], with_cost: bool) -> list[tuple[float | None, dict[str, np.ndarray]]]:
-        """One task per group; each returns its group's sums."""
-        client = self.client
-        size = sum(p.nbytes for p in host.values())
-        params: Any = host
-        if size > BROADCAST_BYTES and len(self.groups) > 1:
-            # A list, not the dict: scattering a dict names the data after its keys ("W1", ...), and the
-            # next iteration's scatter of the same names races the release of this one's.
-            names = list(host)
-            params = dict(zip(names, client.scatter([host[k] for k in names], broadcast=True, hash=False)))
-        tasks = [client.submit(_group_sums, self.spec, params, with_cost, *[self.futures[j] for j in group],
-                               pure=False, **self._hint(group[0])) for group in self.groups]
-        return client.gather(tasks)
+        """One actor call per group, all in flight at once; each returns its group's sums. The
+        parameters go to every worker once (what a broadcast sends), in the call itself."""
+        with self.client.as_current():  # an actor binds to the current client, which need not be the default
+            calls = [actor.sums(host, with_cost) for actor in self.actors]
+        return [self._result(i, call) for i, call in enumerate(calls)]
+
+    def _result(self, i: int, call: Any) -> Any:
+        """A call's result; a worker that vanished without closing its connection fails the call
+        (as a lost worker), rather than hanging the fit."""
+        while True:
+            try:
+                return call.result(timeout=POLL_S)
+            except TimeoutError:
+                if self.where[i] not in self.client.scheduler_info(n_workers=-1)["workers"]:
+                    raise OSError(f"the worker of group {i} left the cluster") from None
+
+    def _restart_lost_groups(self, exc: BaseException, iteration: int) -> None:
+        """Start the actors whose worker is gone again on the workers there are; the scheduler
+        recomputes their shards from the user's graph."""
+        deadline = time.monotonic() + NOTICE_S
+        while True:  # the scheduler may not have noticed the loss yet
+            alive = set(self._workers())
+            lost = [i for i, w in enumerate(self.where) if w not in alive]
+            if lost or time.monotonic() > deadline:
+                break
+            time.sleep(POLL_S / 10)
+        workers = sorted(alive)
+        for n, i in enumerate(lost):
+            with contextlib.suppress(Exception):
+                self.actor_futures[i].release()
+            self._start_group(i, workers[n % len(workers)])
+        for i in lost:
+            self._await_group(i, iteration, exc)
 
     @staticmethod
     def _recoverable(exc: BaseException) -> bool:
-        """Whether ``exc`` says workers or their data went away (worth regrouping and retrying)."""
-        return isinstance(exc, OSError) or type(exc).__name__ in (
-            "KilledWorker", "CommClosedError", "FutureCancelledError", "FuturesCancelledError", "CancelledError")
+        """Whether ``exc`` says workers or their data went away (worth restarting and retrying)."""
+        return (isinstance(exc, OSError)
+                or (isinstance(exc, RuntimeError) and "Actor was lost" in str(exc))
+                or type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError",
+                                          "FuturesCancelledError", "CancelledError"))
 
     def _lost(self, exc: BaseException, iteration: int) -> WorkerLostError:
         try:
@@ -360,12 +422,11 @@ class ShardedData:
             iteration, gone)
 
     def release(self) -> None:
-        """Drop the shards and the workers' engines: after the fit, the workers hold nothing of it."""
+        """Drop the actors and the shards: after the fit, the workers hold nothing of it."""
+        self.actors = []
         with contextlib.suppress(Exception):
-            self.client.cancel(self.futures, force=True)
-        self.futures = []
-        with contextlib.suppress(Exception):
-            self.client.run(_forget, self.spec["token"])
+            self.client.cancel([f for f in self.actor_futures if f is not None] + self.futures, force=True)
+        self.actor_futures, self.futures = [], []
 
 
 def dask_sums(model: Any, X: Any, Y: Any, what: str) -> tuple[float, dict[str, np.ndarray]]:

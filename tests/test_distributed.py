@@ -103,8 +103,8 @@ def test_workers_hold_nothing_after_fit(client):
     X, Y = datasets.planar()
     dlaccel.ShallowNN(3, seed=1).fit(da.from_array(X, chunks=(2, 100)), Y, num_iterations=3, client=client)
     assert not any(worker_keys(client).values())
-    engines = client.run(lambda: len(__import__("dlaccel.distributed", fromlist=["_engines"])._engines))
-    assert not any(engines.values())
+    actors = client.run(lambda dask_worker: len(dask_worker.state.actors))
+    assert not any(actors.values())
 
 
 def test_predict_cost_accuracy_gradients_on_dask_input(client):
@@ -347,24 +347,27 @@ def test_fit_on_data_persisted_on_a_client_that_is_not_the_default(client):
 
 
 def test_the_data_never_comes_to_the_client(client, monkeypatch):
-    # Everything the fit gathers (gradient sums, costs, labels) is small next to the data; the shards
-    # themselves used to be gathered once to surface bad values.
+    # Everything that comes back to the client (gradient sums, costs, labels) is small next to the
+    # data; the shards themselves used to be gathered once to surface bad values.
     from dask.sizeof import sizeof
+    from distributed.actor import ActorFuture
 
-    gathered = []
-    gather = client.gather
+    received = []
 
-    def spy(*args, **kwargs):
-        out = gather(*args, **kwargs)
-        gathered.append(sizeof(out))
-        return out
+    def spy(method):
+        def wrapper(*args, **kwargs):
+            out = method(*args, **kwargs)
+            received.append(sizeof(out))
+            return out
+        return wrapper
 
-    monkeypatch.setattr(client, "gather", spy)
+    monkeypatch.setattr(client, "gather", spy(client.gather))
+    monkeypatch.setattr(ActorFuture, "result", spy(ActorFuture.result))
     X = da.random.default_rng(0).standard_normal((64, 8000), chunks=(64, 1000))
     Y = (X[:1] > 0).astype(np.uint8)
     dlaccel.LogisticRegression().fit(X, Y, num_iterations=2, client=client)
-    assert gathered, "the spy saw nothing: the fit no longer gathers through the client"
-    assert sum(gathered) < X.nbytes / 20, (sum(gathered), X.nbytes)
+    assert len(received) >= 2 * 2, "the spies saw too little: the fit no longer replies through them"
+    assert sum(received) < X.nbytes / 20, (sum(received), X.nbytes)
 
 
 def test_shards_are_spread_evenly_over_the_workers(client):
@@ -381,26 +384,22 @@ def test_shards_are_spread_evenly_over_the_workers(client):
         data.release()
 
 
-def test_parameters_broadcast_every_iteration(client, monkeypatch):
-    # Above BROADCAST_BYTES the parameters are scattered once per iteration. Scattering the dict
-    # named the data after its keys ("W1", ...): each iteration's scatter raced the release of the
-    # last one's, and the fit hung on "Could not find data". Unique keys per iteration fix it.
-    from dlaccel import distributed as dist_mod
+def test_one_call_per_worker_per_iteration(client, monkeypatch):
+    # The per-iteration traffic is one actor call per worker, not one task per chunk.
+    from distributed.actor import Actor
 
-    monkeypatch.setattr(dist_mod, "BROADCAST_BYTES", 0)
-    keys = []
-    scatter = client.scatter
+    calls = []
+    getattr_ = Actor.__getattr__
 
-    def spy(data, **kw):
-        assert kw.get("broadcast")
-        out = scatter(data, **kw)
-        keys.extend(f.key for f in (out.values() if isinstance(out, dict) else out))
-        return out
+    def spy(self, key):
+        if key == "sums":
+            calls.append(self.key)
+        return getattr_(self, key)
 
-    monkeypatch.setattr(client, "scatter", spy)
+    monkeypatch.setattr(Actor, "__getattr__", spy)
     X, Y = datasets.planar()
-    Xd = da.from_array(X, chunks=(2, 100))
+    Xd = da.from_array(X, chunks=(2, 50))
     dist = dlaccel.ShallowNN(4, seed=2).fit(Xd, Y, num_iterations=3, client=client)
     local = dlaccel.ShallowNN(4, seed=2).fit(X, Y, num_iterations=3)
-    assert len(keys) == 3 * 4 and len(set(keys)) == len(keys), keys
+    assert len(calls) == 3 * 2 and len(set(calls)) == 2, calls
     assert_same_fit(local, dist, "float64")
