@@ -153,7 +153,9 @@ class Group:
         total_cost: float | None = 0.0 if with_cost else None
         total: dict[str, np.ndarray] = {}
         for X, T, m in self.shards:
-            cost, grads = engine._step(X, T, with_cost)
+            # As in a local fit: overflow while diverging is the driver's TrainingDivergedError, not warnings.
+            with np.errstate(over="ignore", invalid="ignore"):
+                cost, grads = engine._step(X, T, with_cost)
             if total_cost is not None and cost is not None:
                 total_cost += cost * m
             for k, g in grads.items():

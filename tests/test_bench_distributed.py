@@ -48,8 +48,32 @@ def test_per_iteration_cancels_the_set_up(monkeypatch):
 def test_fit_line_recovers_slope_and_intercept():
     a, o = 3e-6, 0.02
     ms = [1e4, 2e4, 5e4, 1e5]
-    got = db.fit_line(ms, [a * m + o for m in ms])
-    assert got == pytest.approx((a, o))
+    a_got, o_got, held = db.fit_line(ms, [a * m + o for m in ms])
+    assert (a_got, o_got) == pytest.approx((a, o)) and not held
+
+
+def test_a_negative_intercept_is_held_at_zero_and_the_slope_refitted():
+    # Timings slightly superlinear in m (caches) make the free fit's intercept negative: no overhead
+    # is negative, so the line goes through the origin instead, fitted by least squares there.
+    ms = np.array([1e4, 2e4, 5e4, 1e5, 2e5])
+    ts = 5.4e-6 * ms * (1 + ms / 4e6)
+    assert np.polyfit(ms, ts, 1)[1] < 0
+    a, o, held = db.fit_line(ms, ts)
+    assert held and o == 0
+    assert a == pytest.approx(float(ms @ ts / (ms @ ms)))
+
+
+def test_overhead_terms_the_noise_makes_negative_are_held_at_zero():
+    # beta (per-worker latency) is truly ~0; noise pushes the free fit below zero.
+    rows = [{"workers": w, "param_bytes": b, "per_iteration_s": 2e-3 + w * 4e-9 * b + noise}
+            for (w, b), noise in zip([(1, 3e3), (1, 1e5), (1, 3e6), (2, 3e3), (2, 1e5), (2, 3e6)],
+                                     [3e-4, 3e-4, 0, -3e-4, -3e-4, 0])]
+    A = np.array([[1, r["workers"], r["workers"] * r["param_bytes"]] for r in rows])
+    free = np.linalg.lstsq(A, [r["per_iteration_s"] for r in rows], rcond=None)[0]
+    assert free[1] < 0
+    om = db.fit_overhead(rows)
+    assert om["held_at_zero"] == ["beta_s"] and om["beta_s"] == 0
+    assert om["alpha_s"] > 0 and om["gamma_s_per_byte"] == pytest.approx(4e-9, rel=0.05)
 
 
 def synthetic(c=8e-6, c1=4.4e-6, o1=1e-3, alpha=2e-3, beta=4e-3, gamma=5e-9, ms=(1e4, 5e4, 2e5), at_m=200_000,
@@ -221,5 +245,22 @@ def test_noisy_timings_are_flagged_not_trusted():
     result = full_result() | {"scaling": result["scaling"]}
     result["analysis"] = db.analyse(result)
     assert result["analysis"]["unphysical"] == [db._workers_label(1)]
-    assert "WARNING: negative fitted terms in 1 worker x 1 thread" in db.format_table(result)
+    assert "WARNING: time per iteration does not grow with m in 1 worker x 1 thread" in db.format_table(result)
     assert db.analyse(synthetic()[0])["unphysical"] == []
+
+
+def test_the_peers_exp_overflow_warnings_are_hidden_then_shown_again():
+    import warnings
+
+    before = list(warnings.filters)
+    try:
+        db._exp_overflow_warnings(False)
+        with warnings.catch_warnings(record=True) as seen:
+            np.exp(np.float32(1000))
+        assert not seen
+        db._exp_overflow_warnings(True)
+        assert list(warnings.filters) == before
+        with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
+            np.exp(np.float32(1000))
+    finally:
+        warnings.filters[:] = before
