@@ -31,7 +31,7 @@ if _reason is not None:
 import numba  # noqa: E402
 from numba import njit  # noqa: E402
 
-from dlaccel.backends import numba_cpu  # noqa: E402
+from dlaccel.backends import _numba_math, numba_cpu  # noqa: E402
 
 HIDDEN = [a for a in ACTIVATIONS if a != "softmax"]
 
@@ -49,7 +49,7 @@ def rng():
 @njit
 def _exp_all(x, out):
     for i in range(x.size):
-        out[i] = numba_cpu._exp(x[i])
+        out[i] = _numba_math._exp(x[i])
 
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
