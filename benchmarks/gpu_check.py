@@ -15,6 +15,9 @@ others down; each child has a time limit inside a 285 s budget):
                float32, softmax, against PyTorch CUDA eager (autograd + SGD) when installed;
                both in full fp32 (TF32 off), like with like
   coldstart    kernel compilation into an empty CuPy cache, then loading from the filled cache
+  dask_cuda    (when dask-cuda is installed) the data-parallel fit on a LocalCUDACluster, one worker
+               per GPU, against the same fit on one GPU in-process: equal costs and parameters
+               (float32, rtol 1e-4), shards held as cupy arrays on the workers, time per iteration
   tests        pytest on tests/ for everything GPU-marked or cupy-parametrized
 A short table comes last. Any section that fails prints its error and the others still run. Exit
 status: 0 when every section passed, 1 when any section failed or found wrong numbers, 2 when
@@ -54,6 +57,7 @@ SECTIONS = {  # name: time limit in seconds
     "kernels": 90,
     "training": 120,
     "coldstart": 60,
+    "dask_cuda": 90,
     "tests": 150,
 }
 
@@ -499,6 +503,70 @@ def section_coldstart(rec: Recorder, quick: bool) -> None:
     rec.set("cache_dir", os.environ.get("CUPY_CACHE_DIR"))
 
 
+def _shards_on_gpu(dask_worker: Any) -> list[bool]:
+    """On a worker: for each of the fit's shards it holds, whether its X is a cupy array (moved to
+    the worker's GPU once, as issue 9 requires)."""
+    import cupy
+
+    return [isinstance(v[0], cupy.ndarray) for k, v in dask_worker.data.items() if str(k).startswith("dlaccel-shard")]
+
+
+def section_dask_cuda(rec: Recorder, quick: bool) -> None:
+    """The data-parallel fit on a dask-cuda LocalCUDACluster (one worker per GPU), against the same
+    fit in this process on one GPU: equal costs and parameters, the shards kept on the GPUs, and the
+    time per iteration of each."""
+    try:
+        import dask_cuda
+    except ImportError as exc:
+        rec.set("skipped", f"dask-cuda is not installed ({exc.name}); pip install dask-cuda")
+        return
+    import dask.array as da
+    import distributed
+    import numpy as np
+
+    import dlaccel
+    from dlaccel.bench.distributed import per_iteration
+    from dlaccel.distributed import ShardedData, build_from_data
+
+    dims, m, lr = ([8, 16, 3], 512, 0.1) if quick else ([784, 256, 10], 200_000, 0.1)
+    iterations, repeats = ((1, 3), 1) if quick else ((2, 12), 2)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((dims[0], m), dtype=np.float32)
+    labels = rng.integers(0, dims[-1], (1, m))
+
+    def fit(X: Any, client: Any = None):
+        def run(n: int) -> Any:
+            model = dlaccel.DeepNN(dims, backend="cupy", dtype="float32", seed=0)
+            return model.fit(X, labels, learning_rate=lr, num_iterations=n, cost_every=1,
+                             **({"client": client} if client is not None else {}))
+        return run
+
+    local = fit(X)(iterations[1])
+    rec.set("local_ms", per_iteration(fit(X), iterations, repeats)["per_iteration_s"] * 1e3)
+    with dask_cuda.LocalCUDACluster(dashboard_address=":0", silence_logs=40) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        Xd = da.from_array(X, chunks=(dims[0], -(-m // (4 * workers))))
+        dist = fit(Xd, client)(iterations[1])
+        rec.set("workers", workers)
+        rec.set("cluster_ms", per_iteration(fit(Xd, client), iterations, repeats)["per_iteration_s"] * 1e3)
+        model = dlaccel.DeepNN(dims, backend="cupy", dtype="float32", seed=0)
+        Xa, Ya = build_from_data(model, Xd, labels, client)
+        data = ShardedData(client, model, Xa, Ya)
+        try:
+            on_gpu = [ok for found in client.run(_shards_on_gpu).values() for ok in found]
+        finally:
+            data.release()
+    costs = np.array([c for _, c in dist.costs]), np.array([c for _, c in local.costs])
+    cost_error = float(np.max(np.abs(costs[0] - costs[1]) / np.abs(costs[1])))
+    param_error = max(rel_error(dist.parameters[k], p) for k, p in local.parameters.items())
+    rec.set("shards", len(on_gpu))
+    rec.set("shards_on_gpu", sum(on_gpu))
+    rec.set("max_rel_cost_diff", cost_error)
+    rec.set("max_rel_param_diff", param_error)
+    rec.set("passed", cost_error <= 1e-4 and param_error <= 1e-4 and bool(on_gpu) and all(on_gpu))
+
+
 class _Outcomes:
     """A pytest plugin that counts outcomes, recorded as they come (a timed-out run still tells)."""
 
@@ -535,6 +603,7 @@ SECTION_FUNCTIONS = {
     "kernels": section_kernels,
     "training": section_training,
     "coldstart": section_coldstart,
+    "dask_cuda": section_dask_cuda,
     "tests": section_tests,
 }
 
@@ -631,6 +700,15 @@ def table(results: dict[str, dict]) -> str:
         lines.append(f"kernel first use, {cold.get('modules', '-')} modules: cold (empty cache) "
                      f"{fmt(cold.get('kernels_s'), '.2f')} s, warm (filled disk cache, new process) "
                      f"{fmt(warm.get('kernels_s'), '.2f')} s; CUDA context {fmt(cold.get('context_s'), '.2f')} s")
+    dc = results.get("dask_cuda", {})
+    if dc.get("skipped"):
+        lines.append(f"dask-cuda: skipped: {dc['skipped']}")
+    elif "passed" in dc:
+        lines.append(f"dask-cuda, {dc.get('workers')} GPU worker(s): fit equal to one GPU "
+                     f"{'yes' if dc['passed'] else 'NO'} (costs {fmt(dc['max_rel_cost_diff'])}, parameters "
+                     f"{fmt(dc['max_rel_param_diff'])} rel), {dc['shards_on_gpu']}/{dc['shards']} shards on GPU; "
+                     f"per iteration one GPU {fmt(dc.get('local_ms'), '.3g')} ms, "
+                     f"cluster {fmt(dc.get('cluster_ms'), '.3g')} ms")
     tests = results.get("tests", {})
     if "counts" in tests:
         lines.append(f"pytest (gpu/cupy): exit {tests.get('exit_code')}, {tests['counts']}")
@@ -648,6 +726,8 @@ def verdict(results: dict[str, dict]) -> tuple[int, list[str]]:
         bad.add("correctness")
     if results.get("tests", {}).get("exit_code", 0):
         bad.add("tests")
+    if results.get("dask_cuda", {}).get("passed") is False:
+        bad.add("dask_cuda")
     if bad:
         return 1, sorted(bad)
     return (0 if results.get("env", {}).get("cupy_available") else 2), []  # nothing checked is not a pass
@@ -684,7 +764,8 @@ def main() -> int:
         cache = tempfile.mkdtemp(prefix="dlaccel_cupy_cache_")
         plan = [("correctness", {}, "correctness"), ("kernels", {}, "kernels"), ("training", {}, "training"),
                 ("coldstart", {"CUPY_CACHE_DIR": cache}, "coldstart_cold"),
-                ("coldstart", {"CUPY_CACHE_DIR": cache}, "coldstart_warm"), ("tests", {}, "tests")]
+                ("coldstart", {"CUPY_CACHE_DIR": cache}, "coldstart_warm"), ("dask_cuda", {}, "dask_cuda"),
+                ("tests", {}, "tests")]
         for section, env, key in plan:
             limit = remaining(SECTIONS[section], 0.0 if section == "tests" else TESTS_RESERVE_S)
             if limit < 10:

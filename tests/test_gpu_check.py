@@ -146,3 +146,51 @@ def test_cuda_timer_divides_by_the_calls_per_event_pair(monkeypatch, gpu_check):
     timed = gpu_check.cuda_time_ms(lambda: calls.append(1), warmup=2, reps=3, per_event=4)
     assert len(calls) == 2 + 3 * 4
     assert 0 < timed["min_ms"] <= timed["median_ms"]
+
+
+def test_dask_cuda_section_is_skipped_cleanly_without_dask_cuda(monkeypatch, gpu_check):
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # import dask_cuda raises ImportError
+    results = {"env": {"status": "ok", "cupy_available": True}, "dask_cuda": run_section(gpu_check, "dask_cuda")}
+    assert results["dask_cuda"]["errors"] == []
+    assert "dask-cuda is not installed" in results["dask_cuda"]["skipped"]
+    assert "dask-cuda: skipped: dask-cuda is not installed" in gpu_check.table(results)
+    assert gpu_check.verdict(results) == (0, [])
+
+
+@pytest.fixture
+def fake_dask_cuda(monkeypatch):
+    """dask_cuda whose LocalCUDACluster is a LocalCluster of one thread in this process, so that its
+    worker sees the emulated cupy backend (one: the emulator runs one kernel launch at a time)."""
+    distributed = pytest.importorskip("distributed")
+    import types
+
+    def cluster(**kwargs):
+        return distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, **kwargs)
+
+    monkeypatch.setitem(sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=cluster))
+
+
+def test_dask_cuda_section_dry_run_compares_the_cluster_fit_with_one_gpu(dry_run, fake_dask_cuda):
+    results = {"env": {"status": "ok", "cupy_available": True}, "dask_cuda": run_section(dry_run, "dask_cuda")}
+    dc = results["dask_cuda"]
+    assert dc["errors"] == [] and dc["passed"] is True, dc
+    assert dc["workers"] == 1 and dc["shards"] == dc["shards_on_gpu"] == 4
+    assert dc["max_rel_cost_diff"] <= 1e-4 and dc["max_rel_param_diff"] <= 1e-4
+    assert dc["local_ms"] > 0 and dc["cluster_ms"] > 0
+    assert "dask-cuda, 1 GPU worker(s): fit equal to one GPU yes" in dry_run.table(results)
+    assert dry_run.verdict(results) == (0, [])
+
+
+def test_dask_cuda_section_fails_when_the_cluster_fit_differs(dry_run, fake_dask_cuda, monkeypatch):
+    from dlaccel import distributed as dist_mod
+
+    real = dist_mod.Group.sums
+
+    def skewed(self, params, with_cost):
+        cost, sums = real(self, params, with_cost)
+        return cost, {k: g * 1.01 for k, g in sums.items()}
+
+    monkeypatch.setattr(dist_mod.Group, "sums", skewed)
+    results = {"env": {"status": "ok", "cupy_available": True}, "dask_cuda": run_section(dry_run, "dask_cuda")}
+    assert results["dask_cuda"]["passed"] is False
+    assert dry_run.verdict(results) == (1, ["dask_cuda"])
