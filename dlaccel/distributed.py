@@ -328,7 +328,9 @@ class ShardedData:
         while True:
             try:
                 self.actors[i] = future.result(timeout=POLL_S)
-                self.where[i] = self.client.who_has(future)[future.key][0]
+                # The scheduler's record of where the actor lives, else the address the proxy holds.
+                held = self.client.who_has(future).get(future.key) or [getattr(self.actors[i], "_address", "")]
+                self.where[i] = held[0]
                 return
             except TimeoutError:
                 pass
