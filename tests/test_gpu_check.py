@@ -50,9 +50,12 @@ def run_section(gpu_check, name: str, **kwargs) -> dict:
     return {**rec, "status": "ok"}
 
 
-def test_every_gpu_section_runs_and_passes_on_the_emulator(dry_run):
+def test_every_gpu_section_runs_and_passes_on_the_emulator(dry_run, monkeypatch, tmp_path):
     results = {name: run_section(dry_run, name) for name in ("env", "correctness", "kernels", "training")}
+    monkeypatch.setenv("CUPY_CACHE_DIR", str(tmp_path))
     results["coldstart_cold"] = run_section(dry_run, "coldstart")
+    (tmp_path / "compiled.cubin").write_bytes(b"")
+    results["coldstart_warm"] = run_section(dry_run, "coldstart")
     for name, data in results.items():
         assert data["errors"] == [] and data["failed"] == [], name
 
@@ -75,12 +78,14 @@ def test_every_gpu_section_runs_and_passes_on_the_emulator(dry_run):
     assert step["cupy"]["check"]["max_rel_error"] is not None and step["floor_s"] > 0
 
     assert results["coldstart_cold"]["kernels"] == sum(len(kernel_names(f)) for f in KERNEL_FILES)
+    assert (results["coldstart_cold"]["cache"], results["coldstart_warm"]["cache"]) == ("empty", "filled")
 
     table = dry_run.table(results)
     assert "GPU CHECK NOT RUN" not in table
     assert f"correctness: {len(rows)} bench rows (outputs poisoned with NaN) and {len(fits)} fits" in table
     assert all(name in table for name in dry_run.KERNEL_ROWS)
-    assert "8x4x4x3 m=64" in table and "kernel first use" in table
+    assert "8x4x4x3 m=64" in table and "kernel first use, empty CuPy disk cache" in table
+    print(table)
     assert dry_run.verdict(results) == (0, [])
 
 
