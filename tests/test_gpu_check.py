@@ -15,13 +15,11 @@ import numpy as np
 import pytest
 
 import dlaccel
-from dlaccel import backends
+from dlaccel import backends, bench
 from dlaccel.backends import cupy_gpu
 from dlaccel.backends._cuda import KERNEL_FILES, kernel_names
-from dlaccel.backends.base import ACTIVATIONS, LOSSES
+from dlaccel.backends.base import ACTIVATIONS
 from dlaccel.backends.cupy_gpu import CupyBackend
-
-from . import cuda_emulator
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
@@ -36,54 +34,58 @@ def gpu_check():
 
 @pytest.fixture
 def dry_run(monkeypatch, emulated, gpu_check):
-    """gpu_check with the emulated backend registered as "cupy" and usable."""
+    """gpu_check with the emulated backend registered as "cupy" and usable, its bench rows timed in
+    this process (bench's children would not have the emulator)."""
     monkeypatch.setitem(sys.modules, "cupy", cupy_gpu.cupy)  # the stand-in that `emulated` installed
     monkeypatch.setitem(backends._PROBES, "cupy", lambda: None)
     monkeypatch.setattr(CupyBackend, "unavailable_reason", classmethod(lambda cls: None))
     monkeypatch.setitem(backends._instances, "cupy", emulated)
-    real_timer = gpu_check.cuda_time_ms
-    monkeypatch.setattr(gpu_check, "cuda_time_ms", lambda fn, **kw: real_timer(fn, warmup=1, reps=2, per_event=1))
+    monkeypatch.setattr(gpu_check, "ISOLATE", False)
     return gpu_check
 
 
-def run_section(gpu_check, name: str) -> dict:
-    rec = gpu_check.Recorder(None)
-    gpu_check.SECTION_FUNCTIONS[name](rec, True)
-    return {**rec.data, "status": "ok"}
+def run_section(gpu_check, name: str, **kwargs) -> dict:
+    rec = gpu_check.Record(None)
+    gpu_check.SECTIONS[name](rec, True, **kwargs)
+    return {**rec, "status": "ok"}
 
 
-def test_every_gpu_section_runs_and_passes_on_the_emulator(dry_run):
+def test_every_gpu_section_runs_and_passes_on_the_emulator(dry_run, monkeypatch, tmp_path):
     results = {name: run_section(dry_run, name) for name in ("env", "correctness", "kernels", "training")}
+    monkeypatch.setenv("CUPY_CACHE_DIR", str(tmp_path))
     results["coldstart_cold"] = run_section(dry_run, "coldstart")
+    (tmp_path / "compiled.cubin").write_bytes(b"")
+    results["coldstart_warm"] = run_section(dry_run, "coldstart")
     for name, data in results.items():
-        assert data["errors"] == [], name
+        assert data["errors"] == [] and data["failed"] == [], name
 
     assert results["env"]["cupy_available"] is True
     correctness = results["correctness"]
-    assert correctness["summary"]["failed"] == 0
-    assert {item["op"] for item in correctness["items"]} == {
-        "bias+activation forward", "bias+activation forward (Z)", "activation forward", "activation backward",
-        "fused backward dA_prev", "fused backward dW", "fused backward db", "cost", "output gradient", "sgd update"}
-    assert {item["detail"] for item in correctness["items"]} >= set(ACTIVATIONS) | set(LOSSES)
+    rows = correctness["report"]["results"]
+    assert {r["workload"] for r in rows} == set(bench.WORKLOADS)
+    assert all(r["backend"] == "cupy" and r["check"]["passed"] for r in rows)
+    fits = correctness["fits"]
+    assert len(fits) == 2 * len(dry_run.FITS) and all(f["passed"] for f in fits)
+    assert {hidden for hidden, _ in dry_run.FITS} | {"softmax"} == set(ACTIVATIONS)  # every kernel runs
 
-    timed = [item["kernel"] for item in results["kernels"]["items"]]
-    fused = [f"bias+{act} forward" for act in ("relu", "sigmoid", "tanh", "leaky_relu", "linear", "softmax")]
-    backward = [f"dA*g'({act})+db backward" for act in ("relu", "sigmoid", "tanh")]
-    assert timed == fused + backward + ["output gradient AL-Y", "BCE cost", "sgd update"]
-    assert all(item["fused_ms"] > 0 and item["unfused_ms"] > 0 for item in results["kernels"]["items"])
-    assert results["kernels"]["copy_bandwidth"]["GBps"] > 0
+    timed = results["kernels"]["report"]["results"]
+    assert [(r["workload"], r["backend"]) for r in timed] == [
+        (w, b) for w in dry_run.KERNEL_ROWS for b in ("cupy", "cupy-unfused")]
+    assert all(r["check"]["passed"] and r["median_s"] > 0 and r["share_of_limit"] > 0 for r in timed)
 
     (step,) = results["training"]["items"]
-    assert step["dims"] == "8x4x4x3" and step["cupy_finite"] is True
-    assert step["cost_after"] < step["first_cost"]  # the timed steps trained the model
+    assert step["net"] == "8x4x4x3" and step["cupy"]["check"]["passed"] and step["cupy"]["median_s"] > 0
+    assert step["cupy"]["check"]["max_rel_error"] is not None and step["floor_s"] > 0
 
     assert results["coldstart_cold"]["kernels"] == sum(len(kernel_names(f)) for f in KERNEL_FILES)
+    assert (results["coldstart_cold"]["cache"], results["coldstart_warm"]["cache"]) == ("empty", "filled")
 
     table = dry_run.table(results)
     assert "GPU CHECK NOT RUN" not in table
-    assert f"correctness: {correctness['summary']['checks']} checks, 0 failed" in table
-    assert all(name in table for name in timed)
-    assert "8x4x4x3 m=64" in table and "kernel first use" in table
+    assert f"correctness: {len(rows)} bench rows (outputs poisoned with NaN) and {len(fits)} fits" in table
+    assert all(name in table for name in dry_run.KERNEL_ROWS)
+    assert "8x4x4x3 m=64" in table and "kernel first use, empty CuPy disk cache" in table
+    print(table)
     assert dry_run.verdict(results) == (0, [])
 
 
@@ -98,12 +100,12 @@ def _launch_twice(kernel):
     return launch
 
 
-@pytest.mark.parametrize("kernel, broken, op", [
-    ("output_grad", lambda k: _skip_launch, "output gradient"),  # outputs left as the poison
-    ("sgd_update", _launch_twice, "sgd update"),  # wrong values
-    ("act_backward_db_tanh", lambda k: _skip_launch, "fused backward db"),
+@pytest.mark.parametrize("kernel, broken, caught", [
+    ("output_grad", lambda k: _skip_launch, ["deep on cupy", "shallow on cupy", "fit DeepNN"]),  # left as poison
+    ("sgd_update", _launch_twice, ["fit DeepNN hidden=relu"]),  # wrong values, after the first step only
+    ("act_backward_db_tanh", lambda k: _skip_launch, ["tanh_bwd on cupy", "fit DeepNN hidden=tanh"]),
 ])
-def test_correctness_section_catches_a_broken_kernel(dry_run, monkeypatch, kernel, broken, op):
+def test_correctness_section_catches_a_broken_kernel(dry_run, monkeypatch, kernel, broken, caught):
     real = CupyBackend._function
 
     def function(self, filename, name, dtype):
@@ -112,10 +114,51 @@ def test_correctness_section_catches_a_broken_kernel(dry_run, monkeypatch, kerne
 
     monkeypatch.setattr(CupyBackend, "_function", function)
     results = {"env": {"status": "ok", "cupy_available": True}, "correctness": run_section(dry_run, "correctness")}
-    failed = [item for item in results["correctness"]["items"] if not item["ok"]]
-    assert failed and {item["op"] for item in failed} >= {op}
-    assert results["correctness"]["summary"]["failed"] == len(failed)
+    failed = results["correctness"]["failed"]
+    assert all(any(what in f for f in failed) for what in caught), failed
     assert dry_run.verdict(results) == (1, ["correctness"])
+    assert "FAILED in correctness" in dry_run.table(results)
+
+
+def test_dask_cuda_section_is_skipped_without_dask_cuda(dry_run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # import dask_cuda raises ImportError
+    results = {"env": {"status": "ok", "cupy_available": True}, "dask-cuda": run_section(dry_run, "dask-cuda")}
+    assert "dask_cuda" in results["dask-cuda"]["skipped"] and results["dask-cuda"]["errors"] == []
+    assert dry_run.verdict(results) == (0, [])
+    assert "dask-cuda: skipped: dask_cuda is not importable" in dry_run.table(results)
+
+
+def test_dask_cuda_section_compares_a_cluster_fit_on_the_emulator(dry_run):
+    distributed = pytest.importorskip("distributed")
+
+    def cluster():  # threads in this process: its workers see the emulated backend
+        return distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
+
+    result = run_section(dry_run, "dask-cuda", make_cluster=cluster)
+    assert result["errors"] == [] and result["failed"] == []
+    assert result["workers"] == 1 and result["check"]["passed"] and result["check"]["max_rel_error"] <= 1e-4
+    assert set(result["s_per_iteration"]) == {"in-process", "dask-cuda"}
+    assert result["shards_on_gpu"] == [True] * 4
+    assert "dask-cuda: 1 GPU worker(s)" in dry_run.table({"dask-cuda": result})
+
+
+def test_dask_cuda_section_fails_when_the_cluster_fit_differs(dry_run, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from dlaccel import distributed as dist_mod
+
+    real = dist_mod.Group.sums
+
+    def skewed(self, params, with_cost):
+        cost, sums = real(self, params, with_cost)
+        return cost, {k: g * 1.01 for k, g in sums.items()}
+
+    def cluster():
+        return distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
+
+    monkeypatch.setattr(dist_mod.Group, "sums", skewed)
+    result = run_section(dry_run, "dask-cuda", make_cluster=cluster)
+    assert result["failed"] and "dask-cuda fit vs in-process" in result["failed"][0]
+    assert dry_run.verdict({"env": {"status": "ok", "cupy_available": True}, "dask-cuda": result})[0] == 1
 
 
 def test_verdict(gpu_check):
@@ -124,7 +167,21 @@ def test_verdict(gpu_check):
     assert gpu_check.verdict(gpu) == (0, [])
     assert gpu_check.verdict({"env": {**ok, "cupy_available": False}}) == (2, [])
     assert gpu_check.verdict({**gpu, "kernels": {"status": "timed out after 90 s"}}) == (1, ["kernels"])
-    assert gpu_check.verdict({**gpu, "tests": {**ok, "exit_code": 1}}) == (1, ["tests"])
+    assert gpu_check.verdict({**gpu, "tests": {**ok, "failed": ["FAILED tests/test_cupy.py::x"]}}) == (1, ["tests"])
+    assert gpu_check.verdict({**gpu, "dask-cuda": {**ok, "skipped": "no dask_cuda"}}) == (0, [])
+
+
+def test_bench_children_rebuild_the_scripts_backends_by_name(gpu_check, monkeypatch):
+    """The script's rows run in bench's children as gpu_check:<Class>: the child imports the script
+    (and so its kernel setup) and builds the class; here without CuPy the row then fails inside."""
+    from dlaccel.bench import isolation
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as when the script runs: its directory on the path
+    assert isolation.target_spec(gpu_check.PoisonedCupy()) == {"class": "gpu_check:PoisonedCupy"}
+    outcome = isolation.run_in_child(gpu_check.UnfusedCupy(), ["dot"], "tiny", "float32", 1, 0.0, 1, 120, print)
+    (row,) = outcome.rows
+    assert row.backend == "cupy-unfused" and row.workload == "dot"
+    assert "could not be set up" not in (row.error or ""), row.error
 
 
 def test_without_a_gpu_the_script_says_so_and_exits_2(tmp_path):
@@ -138,59 +195,3 @@ def test_without_a_gpu_the_script_says_so_and_exits_2(tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["env"]["cupy_available"] is False and report["env"]["cupy_reason"]
     assert report["env"]["numpy"] == np.__version__
-
-
-def test_cuda_timer_divides_by_the_calls_per_event_pair(monkeypatch, gpu_check):
-    monkeypatch.setitem(sys.modules, "cupy", cuda_emulator.numpy_cupy())
-    calls = []
-    timed = gpu_check.cuda_time_ms(lambda: calls.append(1), warmup=2, reps=3, per_event=4)
-    assert len(calls) == 2 + 3 * 4
-    assert 0 < timed["min_ms"] <= timed["median_ms"]
-
-
-def test_dask_cuda_section_is_skipped_cleanly_without_dask_cuda(monkeypatch, gpu_check):
-    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # import dask_cuda raises ImportError
-    results = {"env": {"status": "ok", "cupy_available": True}, "dask_cuda": run_section(gpu_check, "dask_cuda")}
-    assert results["dask_cuda"]["errors"] == []
-    assert "dask-cuda is not installed" in results["dask_cuda"]["skipped"]
-    assert "dask-cuda: skipped: dask-cuda is not installed" in gpu_check.table(results)
-    assert gpu_check.verdict(results) == (0, [])
-
-
-@pytest.fixture
-def fake_dask_cuda(monkeypatch):
-    """dask_cuda whose LocalCUDACluster is a LocalCluster of one thread in this process, so that its
-    worker sees the emulated cupy backend (one: the emulator runs one kernel launch at a time)."""
-    distributed = pytest.importorskip("distributed")
-    import types
-
-    def cluster(**kwargs):
-        return distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, **kwargs)
-
-    monkeypatch.setitem(sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=cluster))
-
-
-def test_dask_cuda_section_dry_run_compares_the_cluster_fit_with_one_gpu(dry_run, fake_dask_cuda):
-    results = {"env": {"status": "ok", "cupy_available": True}, "dask_cuda": run_section(dry_run, "dask_cuda")}
-    dc = results["dask_cuda"]
-    assert dc["errors"] == [] and dc["passed"] is True, dc
-    assert dc["workers"] == 1 and dc["shards"] == dc["shards_on_gpu"] == 4
-    assert dc["max_rel_cost_diff"] <= 1e-4 and dc["max_rel_param_diff"] <= 1e-4
-    assert dc["local_ms"] > 0 and dc["cluster_ms"] > 0
-    assert "dask-cuda, 1 GPU worker(s): fit equal to one GPU yes" in dry_run.table(results)
-    assert dry_run.verdict(results) == (0, [])
-
-
-def test_dask_cuda_section_fails_when_the_cluster_fit_differs(dry_run, fake_dask_cuda, monkeypatch):
-    from dlaccel import distributed as dist_mod
-
-    real = dist_mod.Group.sums
-
-    def skewed(self, params, with_cost):
-        cost, sums = real(self, params, with_cost)
-        return cost, {k: g * 1.01 for k, g in sums.items()}
-
-    monkeypatch.setattr(dist_mod.Group, "sums", skewed)
-    results = {"env": {"status": "ok", "cupy_available": True}, "dask_cuda": run_section(dry_run, "dask_cuda")}
-    assert results["dask_cuda"]["passed"] is False
-    assert dry_run.verdict(results) == (1, ["dask_cuda"])
