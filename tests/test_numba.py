@@ -6,6 +6,7 @@ joins the ``backend`` fixture); this file covers what only the numba backend has
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -384,6 +385,14 @@ _CACHE_SCRIPT = textwrap.dedent(
     }))
     """
 )
+
+
+def test_cached_kernels_follow_edits_to_the_math_they_inline():
+    """Numba's cache follows numba_cpu.py alone; its kernels inline _numba_math, so numba_cpu.py carries
+    that file's hash and an edit of the math must change it (else stale cached kernels)."""
+    source = Path(numba_cpu.__file__).with_name("_numba_math.py").read_bytes().replace(b"\r\n", b"\n")
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    assert numba_cpu.MATH_SHA256 == digest, f"_numba_math.py changed: set MATH_SHA256 in numba_cpu.py to {digest!r}"
 
 
 @pytest.mark.slow

@@ -9,8 +9,9 @@ is built from integer bits. Every step is plain arithmetic, compares and bit cas
 vectorises the loops that call it. No fastmath: rounding through SHIFTER and the two-part ln2
 (Cody-Waite) rely on the exact order of operations.
 
-Numba's on-disk cache keys a kernel by its own file only: after editing this file, touch
-``numba_cpu.py`` (or delete its ``__pycache__``) so that cached kernels are compiled again.
+Numba's on-disk cache follows the kernel's own file only, and the kernels in ``numba_cpu.py`` inline
+these functions: ``numba_cpu.MATH_SHA256`` holds this file's hash (tests/test_numba.py checks it), so
+an edit here must change that file too, and the kernels compile again.
 """
 
 from __future__ import annotations

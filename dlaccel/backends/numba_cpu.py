@@ -27,6 +27,10 @@ from ._numba_math import NUMPY_ERRORS, _exp, _leaky_relu, _relu, _sigmoid, _tanh
 from .base import ACTIVATIONS, LEAKY_RELU_SLOPE, LOSSES, LayerCache
 from .numpy_backend import NumpyBackend, unknown_activation, unknown_loss
 
+# Numba's cache sees edits to this file only: the kernels inline _numba_math, whose hash is kept here
+# (tests/test_numba.py checks it) so that an edit there changes this file and recompiles them.
+MATH_SHA256 = "63623ef376b821af"
+
 SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX, LINEAR = (ACTIVATIONS.index(a) for a in (
     "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "linear"))
 
