@@ -30,6 +30,8 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "flower.npz").is_file()
     distributed = re.search(r"distributed: ([\d.]+)% correct after (\d+) iterations", text)
     assert distributed and float(distributed[1]) > 90 and distributed[2] == "40"
+    # A seeded model: the cluster fit prints the same figure on every run, and the README says which.
+    assert f"# distributed: {distributed[1]}% correct after 40 iterations" in README
     # The sweep block reproduces the course's hidden-layer-size experiment (its published 91.25 % at n_h = 5).
     assert re.search(r"\*\s+5\s+5\s+\S+\s+91\.25 %", text) and "best: n_h=5" in text
     assert (tmp_path / "sweep.png").is_file() and (tmp_path / "sweep.json").is_file()
