@@ -235,17 +235,6 @@ def _error_row(name: str, label: str, profile: str, error: str, pid: int | None)
 # -- the child's side -------------------------------------------------------------------------------
 
 
-def _set_blas_threads(threads: int) -> None:
-    """The parent's BLAS thread count, in case this process would start with another."""
-    if sysinfo.blas_threads() == threads:
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=threads, user_api="blas")
-
-
 def _resolve(spec: dict[str, str], sys_path: list[str]) -> Backend:
     if "backend" in spec:
         return get_backend(spec["backend"])
@@ -285,7 +274,8 @@ def child_main() -> int:
 
     job = json.loads(sys.stdin.read())
     emit(event="ready", pid=os.getpid())
-    _set_blas_threads(job["threads"])
+    if sysinfo.blas_threads() != job["threads"]:  # the parent's BLAS thread count, for good
+        sysinfo.limit_blas(job["threads"])
     torch = None
     target: str | Backend
     try:
