@@ -7,11 +7,11 @@ Both sides of the process isolation import this module: the parent (:mod:`.runne
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import math
 import os
 import re
-from collections.abc import Iterator
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from ..backends import Backend, get_backend
 from ..errors import InputError
+from .sysinfo import limit_blas
 from .timing import Timing, first_call, measure
 from .workloads import Case, Workload
 
@@ -116,17 +117,11 @@ def compare_outputs(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], dtyp
     return {"passed": passed, "max_rel_error": worst, "tolerance": worst_tol, "message": message}
 
 
-@contextlib.contextmanager
-def quiet_blas() -> Iterator[None]:
-    """NumPy's BLAS on the calling thread only, for the reference outputs and the checks: its
-    workers stay asleep instead of spinning on the cores the next timed row needs."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+NO_TORCH = "PyTorch is not installed, so there is no peer row (pip install torch)"
+
+
+def _broken_torch(exc: Exception) -> str:
+    return f"PyTorch failed to import ({type(exc).__name__}: {exc}), so there is no peer row"
 
 
 def load_torch(threads: int) -> tuple[Any, str | None]:
@@ -134,11 +129,21 @@ def load_torch(threads: int) -> tuple[Any, str | None]:
     try:
         import torch
     except ImportError:
-        return None, "PyTorch is not installed, so there is no peer row (pip install torch)"
+        return None, NO_TORCH
     except Exception as exc:  # a broken install must not stop the benchmark
-        return None, f"PyTorch failed to import ({type(exc).__name__}: {exc}), so there is no peer row"
+        return None, _broken_torch(exc)
     torch.set_num_threads(threads)
     return torch, None
+
+
+def torch_missing_reason() -> str | None:
+    """Why there is no PyTorch peer, found without importing PyTorch; None when it looks importable."""
+    try:
+        if sys.modules.get("torch", False) is None or importlib.util.find_spec("torch") is None:
+            return NO_TORCH
+    except (ImportError, ValueError) as exc:
+        return _broken_torch(exc)
+    return None
 
 
 class Data:
@@ -164,7 +169,9 @@ class Data:
         key = self._key(workload, size)
         if key not in self._ref:
             data = self.data(workload, size)
-            with quiet_blas():
+            # NumPy's BLAS on this thread only, here and for the check: its workers stay asleep
+            # instead of spinning on the cores the next timed row needs.
+            with limit_blas(1):
                 ref = _outputs(workload, size, data)
                 truth = ref if self.dtype == np.float64 else _outputs(workload, size, _upcast(data))
             self._ref[key] = (ref, truth)
@@ -207,7 +214,7 @@ def run_one(workload: Workload, target: str | Backend, profile: str, store: Data
         ref, truth = store.reference(workload, size)
         case = build_case(workload, target, size, store.data(workload, size), torch)
         first_s, out = first_call(case)
-        with quiet_blas():
+        with limit_blas(1):
             result.check = compare_outputs(case.outputs(out), ref, store.dtype, truth)
         if not result.check["passed"]:
             result.error = f"check failed: {result.check['message']}"

@@ -18,11 +18,9 @@ NARROW = ("workload", "backend", "median", "x loops", "x numpy", "rate", "% limi
 def fmt_time(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale or unit == "us":
-            value = seconds / scale
-            return f"{value:.3g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
-    raise AssertionError("unreachable")
+    unit, scale = ("s", 1.0) if seconds >= 1.0 else ("ms", 1e-3) if seconds >= 1e-3 else ("us", 1e-6)
+    value = seconds / scale
+    return f"{value:.3g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
 
 
 def fmt_ratio(ratio: float | None) -> str:

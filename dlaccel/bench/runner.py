@@ -9,9 +9,7 @@ computes the speed-ups and writes the report. ``isolate=False`` times everything
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -19,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_count
 from ..backends import Backend, get_backend
 from ..errors import InputError, MissingDependencyError
 from . import sysinfo
@@ -33,6 +32,7 @@ from .record import (
     load_torch,
     run_one,
     target_name,
+    torch_missing_reason,
 )
 from .timing import measure_limits
 from .workloads import PROFILES, WORKLOADS, Workload
@@ -43,16 +43,6 @@ SAMPLING = {"full": (3, 0.5), "quick": (3, 0.15), "tiny": (1, 0.0)}
 # A child process that makes no progress (no row finished) for this long is killed and that row
 # reported as timed out: generous, since a cold Numba cache compiles every kernel in one first call.
 ROW_TIMEOUT_S = 600.0
-
-
-def torch_missing_reason() -> str | None:
-    """Why there is no PyTorch peer, found without importing PyTorch; None when it looks importable."""
-    try:
-        if sys.modules.get("torch", False) is None or importlib.util.find_spec("torch") is None:
-            return "PyTorch is not installed, so there is no peer row (pip install torch)"
-    except (ImportError, ValueError) as exc:
-        return f"PyTorch failed to import ({type(exc).__name__}: {exc}), so there is no peer row"
-    return None
 
 
 def resolve_targets(names: Sequence[str | Backend] | None) -> list[str | Backend]:
@@ -73,23 +63,14 @@ def resolve_targets(names: Sequence[str | Backend] | None) -> list[str | Backend
     return targets
 
 
-def _ratio(baseline: Result | None, row: Result) -> float | None:
-    if baseline is None or baseline.median_s is None or not baseline.ok or not row.median_s:
-        return None
-    return baseline.median_s / row.median_s
-
-
 def _speedups(results: list[Result]) -> None:
-    by_workload: dict[str, dict[str, Result]] = {}
+    """Each row's speed-ups: the median of its workload's loops and NumPy rows over its own."""
+    medians = {(r.workload, r.backend): r.median_s for r in results if r.ok}
     for r in results:
-        by_workload.setdefault(r.workload, {})[r.backend] = r
-    for rows in by_workload.values():
-        loops, numpy_row = rows.get("loops"), rows.get("numpy")
-        for r in rows.values():
-            if not r.ok or r.unit == "overhead":
-                continue
-            r.speedup_vs_loops = _ratio(loops, r)
-            r.speedup_vs_numpy = _ratio(numpy_row, r)
+        if r.ok and r.unit != "overhead" and r.median_s:
+            for baseline in ("loops", "numpy"):
+                base = medians.get((r.workload, baseline))
+                setattr(r, f"speedup_vs_{baseline}", None if base is None else base / r.median_s)
 
 
 def run(
@@ -118,10 +99,7 @@ def run(
     if dt.name not in TOLERANCE:
         raise InputError(f"dtype must be float32 or float64, got {dt.name}")
     default_samples, budget_s = SAMPLING[profile]
-    if min_samples is not None and (isinstance(min_samples, bool) or not isinstance(min_samples, int)
-                                    or min_samples < 1):
-        raise InputError(f"repeat must be an integer >= 1, got {min_samples!r}")
-    min_samples = min_samples or default_samples
+    min_samples = default_samples if min_samples is None else check_count(min_samples, "repeat", 1)
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                   or not timeout_s > 0):
         raise InputError(f"timeout must be a number of seconds > 0, got {timeout_s!r}")

@@ -6,6 +6,7 @@ string, so ``dlaccel info`` works on any machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -91,6 +92,16 @@ def blas_threads() -> int:
     pools, _ = thread_pools()
     threads = [p["threads"] for p in pools if p["api"] == "blas" and p["threads"]]
     return threads[0] if threads else (cpu_info()["usable_cores"] or 1)
+
+
+def limit_blas(threads: int) -> Any:
+    """NumPy's BLAS held to ``threads``: as a context manager for a block, else for good; a no-op
+    without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def numba_threads() -> int | None:

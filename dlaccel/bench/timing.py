@@ -101,20 +101,14 @@ def _best(fn: Callable[[], Any], sync: Callable[[], None], repeats: int) -> floa
     return min(_sample(fn, sync, 1) for _ in range(repeats))
 
 
-def _gemm_seconds(xp: Any, n: int, dtype: np.dtype, sync: Callable[[], None]) -> float:
-    A = xp.ones((n, n), dtype=dtype)
-    B = xp.ones((n, n), dtype=dtype)
-    C = xp.empty((n, n), dtype=dtype)
-    return _best(lambda: xp.matmul(A, B, out=C), sync, 5)
-
-
 def measure_limits(profile: str, dtype: Any, xp: Any = np, sync: Callable[[], None] = lambda: None) -> dict:
     """The best GEMM rate (GFLOP/s) and copy bandwidth (GB/s, bytes read + written) of the array
     library ``xp`` (NumPy: the host; CuPy: the device) in ``dtype``."""
     sizes = LIMIT_SIZES[profile]
     dtype = np.dtype(dtype)
     n, copy_n = sizes["gemm_n"], sizes["copy_n"]
-    gemm_s = _gemm_seconds(xp, n, dtype, sync)
+    A, B, C = xp.ones((n, n), dtype=dtype), xp.ones((n, n), dtype=dtype), xp.empty((n, n), dtype=dtype)
+    gemm_s = _best(lambda: xp.matmul(A, B, out=C), sync, 5)
     src = xp.ones(copy_n, dtype=dtype)
     dst = xp.empty_like(src)
     copy_s = _best(lambda: xp.copyto(dst, src), sync, 7)

@@ -86,6 +86,11 @@ class Workload:
         return self.sizes[profile][self.scale] / self.size(profile, backend_name)[self.scale]
 
 
+def _per_profile(full: Size, quick: Size, tiny: Size, **common: Any) -> Mapping[str, Size]:
+    """Sizes by profile, read-only: the workloads are module-level and shared by every run."""
+    return MappingProxyType({p: {**s, **common} for p, s in zip(PROFILES, (full, quick, tiny))})
+
+
 # -- helpers shared by the workloads -----------------------------------------------------------
 
 
@@ -96,26 +101,13 @@ def _normal(rng: np.random.Generator, shape: tuple, dtype: np.dtype, scale: floa
     return a.astype(dtype, copy=False)
 
 
-def _to_host(backend: Backend) -> Callable[[Any], dict[str, np.ndarray]]:
+def _backend_case(be: Backend, step: Callable[[], dict[str, Any]], baseline: Callable[[], Any] | None = None) -> Case:
+    """A case on a dlaccel backend whose step returns named arrays (and the cost, a float)."""
+
     def outputs(result: dict[str, Any]) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) if isinstance(v, float) else backend.to_numpy(v) for k, v in result.items()}
+        return {k: np.asarray(v) if isinstance(v, float) else be.to_numpy(v) for k, v in result.items()}
 
-    return outputs
-
-
-def _classification_data(size: Size, dtype: np.dtype) -> Data:
-    """Random inputs and labels for a net of ``size["layers"]`` on ``size["m"]`` examples."""
-    layers, m = list(size["layers"]), size["m"]
-    rng = np.random.default_rng(SEED)
-    X = _normal(rng, (layers[0], m), dtype)
-    n_y = layers[-1]
-    labels = rng.integers(0, max(n_y, 2), size=m)
-    if n_y == 1:
-        Y = labels.reshape(1, m).astype(dtype)
-    else:
-        Y = np.zeros((n_y, m), dtype=dtype)
-        Y[labels, np.arange(m)] = 1
-    return {"X": X, "Y": Y, "labels": labels}
+    return Case(step=step, outputs=outputs, sync=be.synchronize, baseline=baseline)
 
 
 def _net_flops(layers: list[int], m: int) -> float:
@@ -133,40 +125,35 @@ def _net_bytes(layers: list[int], m: int, dtype: np.dtype) -> float:
     return float((2 * sum(layers[:-1]) * m + 2 * weights) * dtype.itemsize)
 
 
-def _model_step(model: Any, X: Any, Y: Any) -> dict[str, Any]:
-    # Model.fit validates X and Y and snapshots the parameters on every call; a benchmark times the
-    # training step alone, as fit runs it between cost records.
-    cost, grads = model._step(X, Y, with_cost=True)
-    # A backend may update in place or return new arrays (the contract): keep what it returns.
-    model._params = model.backend.update_parameters(model._params, grads, LEARNING_RATE)
-    return {"cost": cost, **grads}
+# -- training steps: logistic regression, the shallow net, DeepNN --------------------------------
 
 
 def _model_case(model: Any, data: Data) -> Case:
     be = model.backend
     X, Y = be.asarray(data["X"]), be.asarray(data["Y"])
-    return Case(step=lambda: _model_step(model, X, Y), outputs=_to_host(be), sync=be.synchronize)
+
+    def step() -> dict[str, Any]:
+        # Model.fit validates X and Y and snapshots the parameters on every call; a benchmark times
+        # the training step alone, as fit runs it between cost records.
+        cost, grads = model._step(X, Y, with_cost=True)
+        # A backend may update in place or return new arrays (the contract): keep what it returns.
+        model._params = be.update_parameters(model._params, grads, LEARNING_RATE)
+        return {"cost": cost, **grads}
+
+    return _backend_case(be, step)
 
 
-def _torch_training_case(
-    torch: Any, layers: list[int], hidden: str, parameters: dict[str, np.ndarray], data: Data
-) -> Case:
-    """The same net as ``nn.Linear`` layers, autograd and SGD, from the same initial parameters;
-    examples as rows, PyTorch's natural layout."""
+def _torch_training_case(torch: Any, layers: list[int], hidden: str, data: Data) -> Case:
+    """The same net as ``nn.Linear`` layers, autograd and SGD, from the same initial parameters
+    (``data["params"]``); examples as rows, PyTorch's natural layout."""
     nn = torch.nn
+    linears = [nn.Linear(layers[l - 1], layers[l]) for l in range(1, len(layers))]
+    with torch.no_grad():
+        for l, lin in enumerate(linears, start=1):
+            lin.weight.copy_(torch.from_numpy(data["params"][f"W{l}"]))
+            lin.bias.copy_(torch.from_numpy(data["params"][f"b{l}"].reshape(-1)))
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[hidden]
-    modules: list[Any] = []
-    linears = []
-    for l in range(1, len(layers)):
-        lin = nn.Linear(layers[l - 1], layers[l])
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(parameters[f"W{l}"]))
-            lin.bias.copy_(torch.from_numpy(parameters[f"b{l}"].reshape(-1)))
-        linears.append(lin)
-        modules.append(lin)
-        if l < len(layers) - 1:
-            modules.append(act())
-    net = nn.Sequential(*modules)
+    net = nn.Sequential(*[m for lin in linears for m in (lin, act())][:-1])  # no activation after the last
     X = torch.from_numpy(np.ascontiguousarray(data["X"].T))
     if layers[-1] == 1:
         loss_fn, target = nn.BCEWithLogitsLoss(), torch.from_numpy(np.ascontiguousarray(data["Y"].T))
@@ -191,43 +178,21 @@ def _torch_training_case(
     return Case(step=step, outputs=outputs)
 
 
-# -- (1) the course's vectorization demo: a dot product ------------------------------------------
-
-
-def _dot_data(size: Size, dtype: np.dtype) -> Data:
-    rng = np.random.default_rng(SEED)
-    n = size["n"]
-    return {"w": _normal(rng, (1, n), dtype), "x": _normal(rng, (n, 1), dtype), "b": np.zeros((1, 1), dtype)}
-
-
-def _dot_build(be: Backend, size: Size, data: Data) -> Case:
-    # The dot product as the (1, n) x (n, 1) linear_forward every backend has.
-    w, x, b = be.asarray(data["w"]), be.asarray(data["x"]), be.asarray(data["b"])
-    return Case(step=lambda: {"Z": be.linear_forward(x, w, b)}, outputs=_to_host(be), sync=be.synchronize)
-
-
-def _dot_torch(torch: Any, size: Size, data: Data) -> Case:
-    w, x = torch.from_numpy(data["w"].reshape(-1)), torch.from_numpy(data["x"].reshape(-1))
-    return Case(step=lambda: torch.dot(w, x), outputs=lambda z: {"Z": z.numpy().reshape(1, 1)})
-
-
-DOT = Workload(
-    name="dot",
-    group="dot",
-    title="dot product (course's vectorization demo)",
-    unit="byte",
-    sizes=MappingProxyType({"full": {"n": 1_000_000}, "quick": {"n": 1_000_000}, "tiny": {"n": 1000}}),
-    loops_sizes=MappingProxyType({"quick": {"n": 200_000}}),
-    scale="n",
-    data=_dot_data,
-    build=_dot_build,
-    build_torch=_dot_torch,
-    work=lambda s, dt: 2.0 * s["n"] * dt.itemsize,
-    describe=lambda s: f"n={s['n']:,}",
-)
-
-
-# -- (2) one logistic-regression gradient step ---------------------------------------------------
+def _training(name: str, group: str, title: str, layers: Callable[[Size], list[int]], hidden: str,
+              data: Callable[[Size, np.dtype], Data], build: Callable[[Backend, Size, Data], Case],
+              describe: Callable[[Size], str], sizes: Mapping[str, Size], loops_sizes: Mapping[str, Size] | None = None,
+              min_bytes: Callable[[Size, np.dtype], float] | None = None) -> Workload:
+    """A training step of the net ``layers(size)``: rated by its GEMM work, unless ``min_bytes``
+    (the floor of what it moves) is given, which then is its work in bytes too."""
+    flops = lambda s, dt: _net_flops(layers(s), s["m"])  # noqa: E731
+    nbytes = min_bytes or (lambda s, dt: _net_bytes(layers(s), s["m"], dt))
+    return Workload(
+        name=name, group=group, title=title, unit="flop" if min_bytes is None else "byte",
+        sizes=sizes, loops_sizes=loops_sizes or {}, scale="m" if loops_sizes else None,
+        data=data, build=build,
+        build_torch=lambda torch, s, d: _torch_training_case(torch, layers(s), hidden, d),
+        work=nbytes if min_bytes is not None else flops, describe=describe, gemm_flops=flops, min_bytes=nbytes,
+    )
 
 
 def _logreg_data(size: Size, dtype: np.dtype) -> Data:
@@ -240,68 +205,41 @@ def _logreg_data(size: Size, dtype: np.dtype) -> Data:
     X = _normal(rng, (n_x, m), dtype) if size.get("order") == "C" else _normal(rng, (m, n_x), dtype).T
     Y = rng.integers(0, 2, size=m).reshape(1, m).astype(dtype)
     rng = np.random.default_rng(SEED + 1)
-    return {"X": X, "Y": Y, "labels": Y.reshape(-1), "W1": _normal(rng, (1, n_x), dtype, 0.01),
-            "b1": np.zeros((1, 1), dtype)}
+    params = {"W1": _normal(rng, (1, n_x), dtype, 0.01), "b1": np.zeros((1, 1), dtype)}
+    return {"X": X, "Y": Y, "labels": Y.reshape(-1), "params": params}
 
 
 def _logreg_build(be: Backend, size: Size, data: Data) -> Case:
     X, Y = be.asarray(data["X"]), be.asarray(data["Y"])
-    params = {"W1": be.asarray(data["W1"].copy()), "b1": be.asarray(data["b1"].copy())}
+    params = {k: be.asarray(p.copy()) for k, p in data["params"].items()}
 
     def step() -> dict[str, Any]:
         cost, dW, db = be.logistic_regression_step(params["W1"], params["b1"], X, Y, with_cost=True)
         params.update(be.update_parameters(params, {"dW1": dW, "db1": db}, LEARNING_RATE))
         return {"cost": cost, "dW1": dW, "db1": db}
 
-    return Case(step=step, outputs=_to_host(be), sync=be.synchronize)
-
-
-def _logreg_torch(torch: Any, size: Size, data: Data) -> Case:
-    return _torch_training_case(torch, [size["n_x"], 1], "relu", data, data)
+    return _backend_case(be, step)
 
 
 def _logreg(name: str, order: str, title: str) -> Workload:
-    sizes: dict[str, dict[str, Any]] = {"full": {"n_x": 12288, "m": 2000}, "quick": {"n_x": 12288, "m": 500},
-                                        "tiny": {"n_x": 64, "m": 32}}
-    loops: dict[str, dict[str, Any]] = {"full": {"n_x": 12288, "m": 16}, "quick": {"n_x": 12288, "m": 8},
-                                        "tiny": {"n_x": 64, "m": 8}}
-    if order == "C":
-        sizes = {p: {**s, "order": "C"} for p, s in sizes.items()}
-        loops = {p: {**s, "order": "C"} for p, s in loops.items()}
-    return Workload(
-        name=name,
-        group="logreg",
-        title=title,
-        unit="byte",
-        sizes=MappingProxyType(sizes),
-        loops_sizes=MappingProxyType(loops),
-        scale="m",
-        data=_logreg_data,
-        build=_logreg_build,
-        build_torch=_logreg_torch,
-        # The floor: one read of X. (NumPy reads it twice: once forward, once for dW.)
-        work=lambda s, dt: float(s["n_x"] * s["m"] * dt.itemsize),
+    return _training(
+        name, "logreg", title, lambda s: [s["n_x"], 1], "relu", _logreg_data, _logreg_build,
         describe=lambda s: f"n_x={s['n_x']} m={s['m']} ({order} order)",
-        gemm_flops=lambda s, dt: 4.0 * s["n_x"] * s["m"],  # the two GEMVs
+        sizes=_per_profile({"n_x": 12288, "m": 2000}, {"n_x": 12288, "m": 500}, {"n_x": 64, "m": 32},
+                           **({"order": "C"} if order == "C" else {})),
+        loops_sizes=_per_profile({"n_x": 12288, "m": 16}, {"n_x": 12288, "m": 8}, {"n_x": 64, "m": 8},
+                                 **({"order": "C"} if order == "C" else {})),
+        # The floor: one read of X. (NumPy reads it twice: once forward, once for dW.)
         min_bytes=lambda s, dt: float(s["n_x"] * s["m"] * dt.itemsize),
     )
-
-
-LOGREG = _logreg("logreg", "F", "logistic-regression gradient step, X = images.reshape(m, -1).T "
-                 "(F-ordered, the course's layout)")
-LOGREG_C = _logreg("logreg_c", "C", "logistic-regression gradient step, X made as a C-ordered (n_x, m) array")
-
-
-# -- (3) a shallow-net training step on the flower data -------------------------------------------
 
 
 def _shallow_data(size: Size, dtype: np.dtype) -> Data:
     from ..datasets import planar
 
     X, Y = planar(m=size["m"])
-    layers = [2, size["n_h"], 1]
     return {"X": X.astype(dtype), "Y": Y.astype(dtype), "labels": Y.reshape(-1),
-            "params": initialize_parameters(layers, "course", SEED, dtype)}
+            "params": initialize_parameters([2, size["n_h"], 1], "course", SEED, dtype)}
 
 
 def _shallow_build(be: Backend, size: Size, data: Data) -> Case:
@@ -310,73 +248,80 @@ def _shallow_build(be: Backend, size: Size, data: Data) -> Case:
     return _model_case(model, data)
 
 
-def _shallow_torch(torch: Any, size: Size, data: Data) -> Case:
-    return _torch_training_case(torch, [2, size["n_h"], 1], "tanh", data["params"], data)
-
-
-SHALLOW = Workload(
-    name="shallow",
-    group="shallow",
-    title="shallow net training step, planar flower",
-    unit="flop",
-    sizes=MappingProxyType({"full": {"m": 400, "n_h": 4}, "quick": {"m": 400, "n_h": 4}, "tiny": {"m": 40, "n_h": 4}}),
-    data=_shallow_data,
-    build=_shallow_build,
-    build_torch=_shallow_torch,
-    work=lambda s, dt: _net_flops([2, s["n_h"], 1], s["m"]),
-    describe=lambda s: f"[2,{s['n_h']},1] m={s['m']}",
-    gemm_flops=lambda s, dt: _net_flops([2, s["n_h"], 1], s["m"]),
-    min_bytes=lambda s, dt: _net_bytes([2, s["n_h"], 1], s["m"], dt),
-)
-
-
-# -- (4) DeepNN training steps ---------------------------------------------------------------------
-
-
 def _deep_data(size: Size, dtype: np.dtype) -> Data:
-    data = _classification_data(size, dtype)
-    # The model draws its initial parameters on the host from the seed: the same on every backend.
-    data["params"] = DeepNN(list(size["layers"]), seed=SEED, dtype=dtype, backend="numpy").parameters
-    return data
+    """Random inputs and labels for ``size["layers"]`` on ``size["m"]`` examples, and the initial
+    parameters, drawn on the host from the seed: the same on every backend."""
+    layers, m = list(size["layers"]), size["m"]
+    rng = np.random.default_rng(SEED)
+    X = _normal(rng, (layers[0], m), dtype)
+    n_y = layers[-1]
+    labels = rng.integers(0, max(n_y, 2), size=m)
+    if n_y == 1:
+        Y = labels.reshape(1, m).astype(dtype)
+    else:
+        Y = np.zeros((n_y, m), dtype=dtype)
+        Y[labels, np.arange(m)] = 1
+    params = DeepNN(layers, seed=SEED, dtype=dtype, backend="numpy").parameters
+    return {"X": X, "Y": Y, "labels": labels, "params": params}
 
 
 def _deep_build(be: Backend, size: Size, data: Data) -> Case:
     return _model_case(DeepNN(list(size["layers"]), seed=SEED, dtype=data["X"].dtype, backend=be), data)
 
 
-def _deep_torch(torch: Any, size: Size, data: Data) -> Case:
-    return _torch_training_case(torch, list(size["layers"]), "relu", data["params"], data)
-
-
-def _deep(name: str, title: str, layers: list[int], m: dict[str, int], loops_m: dict[str, int],
-          tiny_layers: list[int]) -> Workload:
-    sizes = {p: {"layers": tuple(tiny_layers if p == "tiny" else layers), "m": m[p]} for p in PROFILES}
-    loops = {p: {**sizes[p], "m": loops_m[p]} for p in PROFILES}
-    return Workload(
-        name=name,
-        group="deep",
-        title=title,
-        unit="flop",
-        sizes=MappingProxyType(sizes),
-        loops_sizes=MappingProxyType(loops),
-        scale="m",
-        data=_deep_data,
-        build=_deep_build,
-        build_torch=_deep_torch,
-        work=lambda s, dt: _net_flops(list(s["layers"]), s["m"]),
+def _deep(name: str, title: str, layers: list[int], tiny_layers: list[int], m: tuple[int, int, int],
+          loops_m: tuple[int, int, int]) -> Workload:
+    """``m`` and ``loops_m``: the examples per profile (full, quick, tiny)."""
+    sizes = [{"layers": tuple(tiny_layers if p == "tiny" else layers), "m": n} for p, n in zip(PROFILES, m)]
+    return _training(
+        name, "deep", title, lambda s: list(s["layers"]), "relu", _deep_data, _deep_build,
         describe=lambda s: f"[{','.join(map(str, s['layers']))}] m={s['m']}",
-        gemm_flops=lambda s, dt: _net_flops(list(s["layers"]), s["m"]),
-        min_bytes=lambda s, dt: _net_bytes(list(s["layers"]), s["m"], dt),
+        sizes=_per_profile(*sizes),
+        loops_sizes=_per_profile(*({**s, "m": n} for s, n in zip(sizes, loops_m))),
     )
 
 
-DEEP = _deep("deep", "DeepNN training step, softmax", [784, 1024, 1024, 10],
-             {"full": 1024, "quick": 256, "tiny": 8}, {"full": 1, "quick": 1, "tiny": 2}, [16, 32, 32, 10])
+LOGREG = _logreg("logreg", "F", "logistic-regression gradient step, X = images.reshape(m, -1).T "
+                 "(F-ordered, the course's layout)")
+LOGREG_C = _logreg("logreg_c", "C", "logistic-regression gradient step, X made as a C-ordered (n_x, m) array")
+SHALLOW = _training(
+    "shallow", "shallow", "shallow net training step, planar flower", lambda s: [2, s["n_h"], 1], "tanh",
+    _shallow_data, _shallow_build, describe=lambda s: f"[2,{s['n_h']},1] m={s['m']}",
+    sizes=_per_profile({"m": 400, "n_h": 4}, {"m": 400, "n_h": 4}, {"m": 40, "n_h": 4}),
+)
+DEEP = _deep("deep", "DeepNN training step, softmax", [784, 1024, 1024, 10], [16, 32, 32, 10],
+             (1024, 256, 8), (1, 1, 2))
 DEEP_COURSE = _deep("deep_course", "DeepNN training step, the course's net", [12288, 20, 7, 5, 1],
-                    {"full": 2048, "quick": 512, "tiny": 16}, {"full": 4, "quick": 2, "tiny": 4}, [64, 20, 7, 5, 1])
+                    [64, 20, 7, 5, 1], (2048, 512, 16), (4, 2, 4))
 
 
-# -- elementwise activations, forward and backward ----------------------------------------------
+# -- single ops: the course's dot product, the activations, the dispatch overhead ---------------
+
+
+def _dot_data(size: Size, dtype: np.dtype) -> Data:
+    rng = np.random.default_rng(SEED)
+    n = size["n"]
+    return {"w": _normal(rng, (1, n), dtype), "x": _normal(rng, (n, 1), dtype), "b": np.zeros((1, 1), dtype)}
+
+
+def _dot_build(be: Backend, size: Size, data: Data) -> Case:
+    # The dot product as the (1, n) x (n, 1) linear_forward every backend has.
+    w, x, b = be.asarray(data["w"]), be.asarray(data["x"]), be.asarray(data["b"])
+    return _backend_case(be, lambda: {"Z": be.linear_forward(x, w, b)})
+
+
+def _dot_torch(torch: Any, size: Size, data: Data) -> Case:
+    w, x = torch.from_numpy(data["w"].reshape(-1)), torch.from_numpy(data["x"].reshape(-1))
+    return Case(step=lambda: torch.dot(w, x), outputs=lambda z: {"Z": z.numpy().reshape(1, 1)})
+
+
+DOT = Workload(
+    name="dot", group="dot", title="dot product (course's vectorization demo)", unit="byte",
+    sizes=_per_profile({"n": 1_000_000}, {"n": 1_000_000}, {"n": 1000}),
+    loops_sizes=MappingProxyType({"quick": {"n": 200_000}}), scale="n",
+    data=_dot_data, build=_dot_build, build_torch=_dot_torch,
+    work=lambda s, dt: 2.0 * s["n"] * dt.itemsize, describe=lambda s: f"n={s['n']:,}",
+)
 
 
 def _elementwise_data(size: Size, dtype: np.dtype) -> Data:
@@ -386,49 +331,32 @@ def _elementwise_data(size: Size, dtype: np.dtype) -> Data:
     return {"Z": _normal(rng, shape, dtype, 4.0), "dA": _normal(rng, shape, dtype)}
 
 
-def _torch_backward(torch: Any, activation: str) -> Callable[[Any, Any], Any]:
-    aten = torch.ops.aten
-    if activation == "sigmoid":
-        return lambda dA, Z: aten.sigmoid_backward(dA, torch.sigmoid(Z))
-    if activation == "tanh":
-        return lambda dA, Z: aten.tanh_backward(dA, torch.tanh(Z))
-    return lambda dA, Z: aten.threshold_backward(dA, Z, 0)
-
-
 def _elementwise(activation: str, backward: bool) -> Workload:
     def build(be: Backend, size: Size, data: Data) -> Case:
         Z = be.asarray(data["Z"])
         if backward:
             dA = be.asarray(data["dA"])
-            step = lambda: {"dZ": be.activation_backward(dA, Z, activation)}  # noqa: E731
-        else:
-            step = lambda: {"A": be.activation_forward(Z, activation)}  # noqa: E731
-        return Case(step=step, outputs=_to_host(be), sync=be.synchronize)
+            return _backend_case(be, lambda: {"dZ": be.activation_backward(dA, Z, activation)})
+        return _backend_case(be, lambda: {"A": be.activation_forward(Z, activation)})
 
     def build_torch(torch: Any, size: Size, data: Data) -> Case:
         Z = torch.from_numpy(data["Z"])
         if backward:
-            dA, fn = torch.from_numpy(data["dA"]), _torch_backward(torch, activation)
-            return Case(step=lambda: fn(dA, Z), outputs=lambda r: {"dZ": r.numpy()})
-        fn = getattr(torch, activation)
-        return Case(step=lambda: fn(Z), outputs=lambda r: {"A": r.numpy()})
+            dA, aten = torch.from_numpy(data["dA"]), torch.ops.aten
+            fn = {"sigmoid": lambda: aten.sigmoid_backward(dA, torch.sigmoid(Z)),
+                  "tanh": lambda: aten.tanh_backward(dA, torch.tanh(Z)),
+                  "relu": lambda: aten.threshold_backward(dA, Z, 0)}[activation]
+            return Case(step=fn, outputs=lambda r: {"dZ": r.numpy()})
+        fn_fwd = getattr(torch, activation)
+        return Case(step=lambda: fn_fwd(Z), outputs=lambda r: {"A": r.numpy()})
 
-    direction = "bwd" if backward else "fwd"
     arrays = 3 if backward else 2  # arrays read plus written, once each
-    sizes = {"full": {"rows": 4096, "cols": 4096}, "quick": {"rows": 1024, "cols": 4096},
-             "tiny": {"rows": 16, "cols": 64}}
     return Workload(
-        name=f"{activation}_{direction}",
-        group="elementwise",
-        title=f"{activation} {'backward' if backward else 'forward'}",
-        unit="byte",
-        sizes=MappingProxyType(sizes),
-        loops_sizes=MappingProxyType({"full": {"rows": 8, "cols": 4096}, "quick": {"rows": 4, "cols": 4096},
-                                      "tiny": {"rows": 4, "cols": 64}}),
-        scale="rows",
-        data=_elementwise_data,
-        build=build,
-        build_torch=build_torch,
+        name=f"{activation}_{'bwd' if backward else 'fwd'}", group="elementwise",
+        title=f"{activation} {'backward' if backward else 'forward'}", unit="byte",
+        sizes=_per_profile({"rows": 4096, "cols": 4096}, {"rows": 1024, "cols": 4096}, {"rows": 16, "cols": 64}),
+        loops_sizes=_per_profile({"rows": 8, "cols": 4096}, {"rows": 4, "cols": 4096}, {"rows": 4, "cols": 64}),
+        scale="rows", data=_elementwise_data, build=build, build_torch=build_torch,
         work=lambda s, dt: float(arrays * s["rows"] * s["cols"] * dt.itemsize),
         describe=lambda s: f"{s['rows']}x{s['cols']}",
     )
@@ -437,14 +365,10 @@ def _elementwise(activation: str, backward: bool) -> Workload:
 ELEMENTWISE = [_elementwise(a, bwd) for a in ("sigmoid", "tanh", "relu") for bwd in (False, True)]
 
 
-# -- (5) per-op dispatch overhead -----------------------------------------------------------------
-
-
 def _dispatch_build(be: Backend, size: Size, data: Data) -> Case:
     Z = be.asarray(data["Z"])
     xp = getattr(be, "xp", np)  # the array library the backend itself calls
-    return Case(step=lambda: {"A": be.activation_forward(Z, "relu")}, outputs=_to_host(be),
-                sync=be.synchronize, baseline=lambda: xp.maximum(Z, 0))
+    return _backend_case(be, lambda: {"A": be.activation_forward(Z, "relu")}, baseline=lambda: xp.maximum(Z, 0))
 
 
 def _dispatch_torch(torch: Any, size: Size, data: Data) -> Case:
@@ -453,16 +377,10 @@ def _dispatch_torch(torch: Any, size: Size, data: Data) -> Case:
 
 
 DISPATCH = Workload(
-    name="dispatch",
-    group="dispatch",
-    title="per-op dispatch overhead: relu on 8x8 vs np.maximum",
-    unit="overhead",
-    sizes=MappingProxyType({p: {"rows": 8, "cols": 8} for p in PROFILES}),
-    data=_elementwise_data,
-    build=_dispatch_build,
-    build_torch=_dispatch_torch,
-    work=lambda s, dt: 0.0,
-    describe=lambda s: f"{s['rows']}x{s['cols']}",
+    name="dispatch", group="dispatch", title="per-op dispatch overhead: relu on 8x8 vs np.maximum",
+    unit="overhead", sizes=_per_profile(*({"rows": 8, "cols": 8} for _ in PROFILES)),
+    data=_elementwise_data, build=_dispatch_build, build_torch=_dispatch_torch,
+    work=lambda s, dt: 0.0, describe=lambda s: f"{s['rows']}x{s['cols']}",
 )
 
 
