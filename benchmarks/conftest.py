@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 
 import dlaccel
-from dlaccel import bench
+from dlaccel import bench, sysinfo
 from dlaccel.backends import REGISTRY
-from dlaccel.bench import sysinfo
 
 DTYPE = np.dtype(np.float32)
 PROFILE = "tiny" if os.environ.get("DLACCEL_BENCH_TINY") == "1" else "full"

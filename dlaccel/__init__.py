@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from . import datasets, errors
+from ._version import __version__ as __version__  # explicit re-export
 from .backends import Backend, available_backends, get_backend, set_backend, set_num_threads, use_backend
 from .errors import (
     BackendUnavailableError,
@@ -24,8 +25,6 @@ from .gradcheck import gradient_check
 from .models import DeepNN, LogisticRegression, Model, ShallowNN, initialize_parameters
 from .models import load_model as load
 from .sweep import SweepResult, Trial, sweep  # the function shadows the module name, like load
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Backend",

@@ -90,8 +90,8 @@ def test_info_json(invoke):
 
 
 def test_info_survives_a_broken_cupy(invoke, monkeypatch):
+    from dlaccel import sysinfo
     from dlaccel.backends import _probe
-    from dlaccel.bench import sysinfo
 
     class BrokenRuntime:
         @staticmethod

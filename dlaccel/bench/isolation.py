@@ -35,9 +35,9 @@ import numpy as np
 
 import dlaccel
 
+from .. import sysinfo
 from ..backends import REGISTRY, Backend, get_backend
 from ..errors import InputError
-from . import sysinfo
 from .record import PEER, Data, Result, jsonable, load_torch, one_line, run_one
 from .workloads import WORKLOADS
 

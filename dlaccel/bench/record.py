@@ -19,7 +19,7 @@ import numpy as np
 
 from ..backends import Backend, get_backend
 from ..errors import InputError
-from .sysinfo import limit_blas
+from ..sysinfo import limit_blas
 from .timing import Timing, first_call, measure
 from .workloads import Case, Workload
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import sysinfo
 from .._validation import check_count
 from ..backends import Backend, get_backend
 from ..errors import InputError, MissingDependencyError
-from . import sysinfo
 from .isolation import run_in_child, target_spec
 from .record import (
     PEER,

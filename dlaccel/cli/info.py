@@ -7,7 +7,7 @@ import json
 import click
 from rich.table import Table
 
-from ..bench import sysinfo
+from .. import sysinfo
 from ._common import console, handle_errors
 
 

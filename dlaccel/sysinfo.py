@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import available_backends
+from ._version import __version__
+from .backends import available_backends
 
 # Environment variables that change which kernels or how many threads the libraries use.
 THREAD_ENV = (
@@ -43,8 +44,6 @@ def _cupy_version() -> str | None:
 
 def package_versions() -> dict[str, str | None]:
     """Versions from the installed metadata; nothing is imported."""
-    from .. import __version__
-
     return {
         "dlaccel": __version__,
         "python": platform.python_version(),
@@ -115,7 +114,7 @@ def numba_threads() -> int | None:
 
 def gpus() -> tuple[list[dict[str, Any]], str | None]:
     """GPUs through CuPy when it is usable, else through ``nvidia-smi``; never raises."""
-    from ..backends import _probe
+    from .backends import _probe
 
     reason = _probe.cupy()
     if reason is None:
