@@ -216,6 +216,17 @@ def check_learning_rate(learning_rate: Any) -> float:
     return lr
 
 
+def check_dtype(dtype: Any) -> np.dtype:
+    """float32 or float64, as a NumPy dtype."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise InputError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise InputError(f"dtype must be float32 or float64, got {dt.name}")
+    return dt
+
+
 def check_count(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -75,12 +75,7 @@ class Model:
             )
         if initialization is not None and initialization not in INITIALIZATIONS:
             raise InputError(f"unknown initialization {initialization!r}; expected one of {', '.join(INITIALIZATIONS)}")
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            raise InputError(f"dtype must be float32 or float64, got {dtype!r}") from None
-        if self.dtype not in (np.float32, np.float64):
-            raise InputError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.dtype = v.check_dtype(dtype)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.backend = get_backend(backend)

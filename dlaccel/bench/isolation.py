@@ -1,18 +1,13 @@
-"""Process isolation: each backend's rows are timed in a fresh child process, one child at a time;
-a crash or a stall costs that row only. The parent's side is :func:`run_in_child`, the child's
-:func:`child_main`; both take the row and its check from :mod:`.record`.
+"""Process isolation: each backend's rows are timed in a fresh child process, one child at a time,
+so a crash or a stall costs that row only. Runtimes sharing a process interfere: OpenBLAS's workers
+spin after every GEMM and hold the cores that another runtime's thread pool (PyTorch's OpenMP,
+Numba's) then waits for.
 
-Runtimes sharing a process interfere: OpenBLAS's workers spin after every GEMM and hold the cores
-that the next parallel region of another runtime (PyTorch's OpenMP pool, Numba's threading layer)
-waits for, so a row timed after another backend's rows is slowed by them.
-
-The protocol: the parent writes a JSON job to the child's stdin (the target, the workload names,
-profile, dtype, sampling, thread count); the child answers with one JSON object a line on its
-original stdout: ``ready`` (after its imports), ``start`` (a workload begins), ``row`` (a finished
-:class:`~dlaccel.bench.record.Result`), ``unavailable`` (the peer cannot be imported), ``failed``
-(the target could not be built) and ``info`` (its pid and thread pools). The parent turns a crash or
-a stall (no progress for ``timeout_s``) into that row's error and starts a fresh child for the
-workloads left.
+The parent (:func:`run_in_child`) writes a JSON job to the child's stdin; the child
+(:func:`child_main`) answers one JSON object a line: ``ready``, ``start`` (a workload begins),
+``row`` (a :class:`~.record.Result`), ``unavailable`` (no peer), ``failed`` (the target could not be
+built), ``info`` (its pid and thread pools). A crash, or no message for ``timeout_s``, becomes that
+row's error, and a fresh child takes the workloads left.
 """
 
 from __future__ import annotations
@@ -27,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import IO, Any
 
@@ -79,21 +74,6 @@ class ChildOutcome:
     unavailable: str | None = None
 
 
-@dataclass
-class _Said:
-    """What one child said, and how it ended."""
-
-    rows: list[Result] = field(default_factory=list)
-    pid: int | None = None
-    current: str | None = None  # the workload it was in when it ended
-    info: dict[str, Any] | None = None
-    unavailable: str | None = None
-    failed: str | None = None
-    timed_out: bool = False
-    exit_code: int | None = None
-    stderr: str = ""
-
-
 def _child_env() -> dict[str, str]:
     # The child must import this very dlaccel (a source checkout, an editable install, PYTHONPATH).
     env = dict(os.environ)
@@ -128,9 +108,9 @@ def _reader(stream: IO[str], lines: queue.Queue) -> None:
         lines.put(None)
 
 
-def _one_child(job: dict[str, Any], timeout_s: float, say: Callable[[str], None], label: str) -> _Said:
-    """Run one child to its end (or kill it); returns what it said and how it ended."""
-    said = _Said()
+def _messages(job: dict[str, Any], timeout_s: float) -> Iterator[dict[str, Any]]:
+    """Run one child on ``job`` to its end (or kill it), yielding what it says; the last message
+    is ``end``: its exit status, whether it was killed for making no progress, its last stderr line."""
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=stderr, env=_child_env(), text=True, encoding="utf-8")
@@ -143,11 +123,12 @@ def _one_child(job: dict[str, Any], timeout_s: float, say: Callable[[str], None]
             proc.stdin.close()
         except OSError:
             pass  # the child died at once; its exit status says why
+        timed_out = False
         while True:  # the clock starts again at every message: the timeout is on progress
             try:
                 line = lines.get(timeout=timeout_s)
             except queue.Empty:
-                said.timed_out = True
+                timed_out = True
                 proc.kill()
                 break
             if line is None:
@@ -156,27 +137,14 @@ def _one_child(job: dict[str, Any], timeout_s: float, say: Callable[[str], None]
                 message = json.loads(line)
             except ValueError:
                 continue
-            event = message.get("event")
-            if event == "ready":
-                said.pid = message.get("pid")
-            elif event == "start":
-                said.current = message["workload"]
-                say(f"{message['workload']} on {label} (process {said.pid})")
-            elif event == "row":
-                said.rows.append(Result(**{k: v for k, v in message["row"].items() if k in _RESULT_FIELDS}))
-                said.current = None
-            elif event == "info":
-                said.info = message.get("info")
-            elif event in ("unavailable", "failed"):
-                setattr(said, event, message.get("reason"))
+            yield message
         try:
-            said.exit_code = proc.wait(timeout=30)
+            code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            said.exit_code = proc.wait()
+            code = proc.wait()
         reader.join(timeout=5)
-        said.stderr = _last_line(stderr)
-    return said
+        yield {"event": "end", "exit_code": code, "timed_out": timed_out, "stderr": _last_line(stderr)}
 
 
 def run_in_child(target: str | Backend, names: list[str], profile: str, dtype: str, min_samples: int,
@@ -188,37 +156,56 @@ def run_in_child(target: str | Backend, names: list[str], profile: str, dtype: s
     outcome = ChildOutcome()
     remaining = list(names)
     pids: list[int] = []
-    started = time.perf_counter()
     exit_codes: list[int | None] = []
+    started = time.perf_counter()
     while remaining:
         say(f"starting a process for {label}")
         job = {"target": spec, "label": label, "workloads": remaining, "profile": profile, "dtype": dtype,
                "min_samples": min_samples, "budget_s": budget_s, "threads": threads, "sys_path": sys.path}
-        said = _one_child(job, timeout_s, say, label)
-        exit_codes.append(said.exit_code)
-        if said.pid is not None:
-            pids.append(said.pid)
-        if said.unavailable is not None:
-            outcome.unavailable = said.unavailable
+        pid: int | None = None
+        current = info = failed = None
+        done: set[str] = set()
+        end: dict[str, Any] = {}
+        for message in _messages(job, timeout_s):
+            event = message.get("event")
+            if event == "ready":
+                pid = message["pid"]
+                pids.append(message["pid"])
+            elif event == "start":
+                current = message["workload"]
+                say(f"{current} on {label} (process {pid})")
+            elif event == "row":
+                row = Result(**{k: v for k, v in message["row"].items() if k in _RESULT_FIELDS})
+                outcome.rows.append(row)
+                done.add(row.workload)
+                current = None
+            elif event == "info":
+                info = message.get("info")
+                outcome.info.update(info or {})
+            elif event == "unavailable":
+                outcome.unavailable = message.get("reason")
+            elif event == "failed":
+                failed = message.get("reason")
+            elif event == "end":
+                end = message
+        exit_codes.append(end["exit_code"])
+        if outcome.unavailable is not None:
             return outcome
-        outcome.rows.extend(said.rows)
-        done = {r.workload for r in said.rows}
-        outcome.info.update(said.info or {})
-        where = "in this row" if said.current is not None else "before its first row"
-        if said.failed is not None:  # the target itself could not be built: every row says why
-            error = said.failed
-        elif said.timed_out:
+        where = "in this row" if current is not None else "before its first row"
+        if failed is not None:  # the target itself could not be built: every row says why
+            error = failed
+        elif end["timed_out"]:
             error = f"timed out: no progress for {timeout_s:g} s {where}, the worker process was killed"
         else:
-            error = f"the worker process died {where} ({_exit_text(said.exit_code)})"
-        if said.stderr and said.failed is None:
-            error += f": {said.stderr}"
-        if said.current is not None:  # it crashed or stalled in this row; the rest get a fresh child
-            outcome.rows.append(_error_row(said.current, label, profile, error, said.pid))
-            done.add(said.current)
-        elif said.info is None and not said.rows or said.failed is not None:
+            error = f"the worker process died {where} ({_exit_text(end['exit_code'])})"
+        if end["stderr"] and failed is None:
+            error += f": {end['stderr']}"
+        if current is not None:  # it crashed or stalled in this row; the rest get a fresh child
+            outcome.rows.append(_error_row(current, label, profile, error, pid))
+            done.add(current)
+        elif info is None and not done or failed is not None:
             # It never got to a row (or the target could not be built): no fresh child would either.
-            outcome.rows.extend(_error_row(n, label, profile, error, said.pid) for n in remaining if n not in done)
+            outcome.rows.extend(_error_row(n, label, profile, error, pid) for n in remaining if n not in done)
             done.update(remaining)
         remaining = [n for n in remaining if n not in done]
     outcome.info.update(pids=pids, exit_codes=exit_codes, wall_s=time.perf_counter() - started)

@@ -1,8 +1,6 @@
 """One row of the benchmark: the record (:class:`Result`), its check against the NumPy backend,
-and :func:`run_one`, which checks then times one workload on one target in this process.
-
-Both sides of the process isolation import this module: the parent (:mod:`.runner`) and the child
-(:mod:`.worker`); neither imports the other's internals, so there is no import circle.
+and :func:`run_one`, which checks then times one workload on one target in this process. Both
+ends of the process isolation import it, and it imports neither: no import circle.
 """
 
 from __future__ import annotations
@@ -29,6 +27,8 @@ PEER = "torch"
 # output fail (a norm averages them away); scaled by the whole output's magnitude, so rounding from
 # a different summation order (BLAS, compiled loops, PyTorch) in small elements does not.
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
+
+
 @dataclass
 class Result:
     """One row of the table (and of the JSON ``results`` list)."""

@@ -1,10 +1,7 @@
 """Run the workloads on the chosen backends (and the PyTorch peer): check, time, rate, compare.
 
-By default each backend (and the peer) is timed in a fresh child process of its own
-(:mod:`dlaccel.bench.isolation`), one after the other: runtimes in one process interfere (OpenBLAS's
-workers spin after every GEMM and hold the cores that the next parallel region of PyTorch's or
-Numba's thread pool waits for). This process measures the machine's limits, gathers the rows,
-computes the speed-ups and writes the report. ``isolate=False`` times everything in this process.
+Each backend is timed in a child process of its own (:mod:`.isolation` says why) unless
+``isolate=False``; this process measures the machine's limits, gathers the rows and writes the report.
 """
 
 from __future__ import annotations
@@ -15,16 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-import numpy as np
-
 from .. import sysinfo
-from .._validation import check_count
+from .._validation import check_count, check_dtype
 from ..backends import Backend, get_backend
 from ..errors import InputError, MissingDependencyError
 from .isolation import run_in_child, target_spec
 from .record import (
     PEER,
-    TOLERANCE,
     Data,
     Result,
     apply_limits,
@@ -92,12 +86,7 @@ def run(
     given as instances must then be importable classes constructible without arguments."""
     if profile not in PROFILES:
         raise InputError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise InputError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dt.name not in TOLERANCE:
-        raise InputError(f"dtype must be float32 or float64, got {dt.name}")
+    dt = check_dtype(dtype)
     default_samples, budget_s = SAMPLING[profile]
     min_samples = default_samples if min_samples is None else check_count(min_samples, "repeat", 1)
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))

@@ -143,22 +143,23 @@ def _model_case(model: Any, data: Data) -> Case:
     return _backend_case(be, step)
 
 
-def _torch_training_case(torch: Any, layers: list[int], hidden: str, data: Data) -> Case:
+def torch_training_case(torch: Any, layers: list[int], hidden: str, data: Data, device: str = "cpu") -> Case:
     """The same net as ``nn.Linear`` layers, autograd and SGD, from the same initial parameters
     (``data["params"]``); examples as rows, PyTorch's natural layout."""
-    nn = torch.nn
-    linears = [nn.Linear(layers[l - 1], layers[l]) for l in range(1, len(layers))]
+    nn, dev = torch.nn, torch.device(device)
+    linears = [nn.Linear(layers[l - 1], layers[l], device=dev) for l in range(1, len(layers))]
     with torch.no_grad():
         for l, lin in enumerate(linears, start=1):
             lin.weight.copy_(torch.from_numpy(data["params"][f"W{l}"]))
             lin.bias.copy_(torch.from_numpy(data["params"][f"b{l}"].reshape(-1)))
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[hidden]
     net = nn.Sequential(*[m for lin in linears for m in (lin, act())][:-1])  # no activation after the last
-    X = torch.from_numpy(np.ascontiguousarray(data["X"].T))
+    X = torch.from_numpy(np.ascontiguousarray(data["X"].T)).to(dev)
     if layers[-1] == 1:
         loss_fn, target = nn.BCEWithLogitsLoss(), torch.from_numpy(np.ascontiguousarray(data["Y"].T))
     else:
         loss_fn, target = nn.CrossEntropyLoss(), torch.from_numpy(data["labels"])
+    target = target.to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
 
     def step() -> Any:
@@ -171,11 +172,12 @@ def _torch_training_case(torch: Any, layers: list[int], hidden: str, data: Data)
     def outputs(loss: Any) -> dict[str, np.ndarray]:
         out = {"cost": np.asarray(loss.item())}
         for l, lin in enumerate(linears, start=1):
-            out[f"dW{l}"] = lin.weight.grad.numpy()
-            out[f"db{l}"] = lin.bias.grad.numpy().reshape(-1, 1)
+            out[f"dW{l}"] = lin.weight.grad.cpu().numpy()
+            out[f"db{l}"] = lin.bias.grad.cpu().numpy().reshape(-1, 1)
         return out
 
-    return Case(step=step, outputs=outputs)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else _noop
+    return Case(step=step, outputs=outputs, sync=sync)
 
 
 def _training(name: str, group: str, title: str, layers: Callable[[Size], list[int]], hidden: str,
@@ -190,7 +192,7 @@ def _training(name: str, group: str, title: str, layers: Callable[[Size], list[i
         name=name, group=group, title=title, unit="flop" if min_bytes is None else "byte",
         sizes=sizes, loops_sizes=loops_sizes or {}, scale="m" if loops_sizes else None,
         data=data, build=build,
-        build_torch=lambda torch, s, d: _torch_training_case(torch, layers(s), hidden, d),
+        build_torch=lambda torch, s, d: torch_training_case(torch, layers(s), hidden, d),
         work=nbytes if min_bytes is not None else flops, describe=describe, gemm_flops=flops, min_bytes=nbytes,
     )
 
