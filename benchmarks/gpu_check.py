@@ -7,11 +7,15 @@
 Sections, each in a child process with a time limit inside a 285 s budget (a sticky CUDA error or a
 hang costs that section only); rows are `dlaccel bench`'s, checked against NumPy before timing:
   env          device, driver and library versions; whether the cupy backend is usable at all
-  correctness  every bench workload with NaN-poisoned kernel outputs, and short DeepNN fits, vs NumPy
-  kernels      elementwise and training-step rows on cupy and plain CuPy vs the device's limits
-  training     a DeepNN step (NETS) vs NumPy and PyTorch CUDA eager, both full fp32 (TF32 off)
+  correctness  every bench workload on cupy with kernel outputs poisoned with NaN, and DeepNN fits of
+               4 iterations (every hidden activation, both outputs and dtypes), against NumPy
+  kernels      elementwise and training-step rows, full size, float32, on cupy and plain CuPy (no
+               fused kernel): time, rate, share of the device's copy or GEMM limit, fusing's gain
+  training     one DeepNN step, NETS at m = 8192, float32, softmax, against NumPy and PyTorch CUDA
+               eager (autograd + SGD), both in full fp32 (TF32 off), like with like
   coldstart    kernel compilation into an empty CuPy cache, then loading from the filled cache
-  dask-cuda    when dask_cuda is installed: a fit through a LocalCUDACluster vs one in one process
+  dask-cuda    when dask_cuda is installed: DeepNN [784,256,10] fitted through a LocalCUDACluster
+               (one worker per GPU) against the same fit in one process
   tests        pytest on tests/ for everything GPU-marked or cupy-parametrized (the op tests)
 A short table comes last. Exit status: 0 when every section passed, 1 when any section failed or
 found wrong numbers, 2 when there was no usable GPU (the table says GPU CHECK NOT RUN and why).
@@ -205,14 +209,15 @@ def torch_case(torch: Any, layers: list[int], data: dict) -> bench.Case:
     """bench's ``deep`` step in PyTorch CUDA eager (nn.Linear + ReLU, cross-entropy, autograd, SGD,
     fp32) from the same initial parameters; examples as rows, PyTorch's layout."""
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    nn, on_gpu = torch.nn, lambda a: torch.from_numpy(np.ascontiguousarray(a)).cuda()
-    linears = [nn.Linear(a, b, device="cuda") for a, b in zip(layers, layers[1:])]
+    nn, dev = torch.nn, torch.device("cuda")
+    linears = [nn.Linear(layers[l - 1], layers[l], device=dev) for l in range(1, len(layers))]
     with torch.no_grad():
         for l, lin in enumerate(linears, 1):
-            lin.weight.copy_(on_gpu(data["params"][f"W{l}"]))
-            lin.bias.copy_(on_gpu(data["params"][f"b{l}"].reshape(-1)))
+            lin.weight.copy_(torch.from_numpy(data["params"][f"W{l}"]))
+            lin.bias.copy_(torch.from_numpy(data["params"][f"b{l}"].reshape(-1)))
     net = nn.Sequential(*[mod for lin in linears for mod in (lin, nn.ReLU())][:-1])
-    X, y, opt = on_gpu(data["X"].T), on_gpu(data["labels"]), torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
+    X, y = torch.from_numpy(np.ascontiguousarray(data["X"].T)).to(dev), torch.from_numpy(data["labels"]).to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
 
     def step() -> Any:
         opt.zero_grad(set_to_none=True)
@@ -402,9 +407,7 @@ def table(results: dict[str, dict]) -> str:
 def verdict(results: dict[str, dict]) -> tuple[int, list[str]]:
     """The exit status (see the module docstring) and the sections with problems."""
     bad = sorted(k for k, v in results.items() if v.get("status") != "ok" or v.get("failed"))
-    if bad:
-        return 1, bad
-    return (0 if results.get("env", {}).get("cupy_available") else 2), []  # nothing checked is not a pass
+    return (1, bad) if bad else (0 if results.get("env", {}).get("cupy_available") else 2, [])  # no GPU: no pass
 
 
 def main() -> int:
