@@ -79,6 +79,7 @@ import numpy as np  # noqa: E402
 
 import dlaccel  # noqa: E402
 from dlaccel import bench  # noqa: E402
+from dlaccel._files import atomic_write  # noqa: E402
 from dlaccel.backends._cuda import KERNEL_FILES, kernel_names  # noqa: E402
 from dlaccel.backends.cupy_gpu import CupyBackend  # noqa: E402
 from dlaccel.bench import report, sysinfo  # noqa: E402
@@ -116,8 +117,8 @@ class Record(dict):
 
     def put(self, **items: Any) -> None:
         self.update(items)
-        if self.path:
-            Path(self.path).write_text(json.dumps(self, indent=1, default=str))
+        if self.path:  # whole or not at all: the parent may kill this child at any moment
+            atomic_write(self.path, lambda f: f.write(json.dumps(self, indent=1, default=str).encode()))
 
     def add(self, key: str, *items: Any) -> None:
         self.put(**{key: [*self.get(key, []), *items]})
@@ -377,10 +378,7 @@ def run_section(name: str, timeout: float, quick: bool, env: dict | None = None)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    try:
-        data = json.loads(Path(path).read_text() or "{}")
-    except Exception as exc:
-        data = {"errors": [f"no result: {type(exc).__name__}: {exc}"]}
+    data = json.loads(Path(path).read_text() or "{}")  # empty: the child died before its first result
     Path(path).unlink(missing_ok=True)
     if data.get("errors") and status == "ok":
         status = f"{len(data['errors'])} error(s)"
