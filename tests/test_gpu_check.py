@@ -195,3 +195,17 @@ def test_without_a_gpu_the_script_says_so_and_exits_2(tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["env"]["cupy_available"] is False and report["env"]["cupy_reason"]
     assert report["env"]["numpy"] == np.__version__
+
+
+def test_tests_section_runs_pytest_and_reads_its_summary(gpu_check, monkeypatch, tmp_path):
+    """The tests section on CPU, with one quick test selected instead of the GPU ones."""
+    paths = [str(SCRIPT.parent), str(SCRIPT.parents[1]), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # for pytest's -p gpu_check
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setattr(gpu_check, "TESTS", "test_verdict")
+    result = run_section(gpu_check, "tests")
+    assert result["counts"]["passed"] == 1 and result["failed"] == [] and result["errors"] == []
+    assert "1 passed" in (tmp_path / "pytest.log").read_text()
+    assert "pytest (gpu/cupy): {'passed': 1" in gpu_check.table({"tests": result})
+    monkeypatch.setattr(gpu_check, "TESTS", "no_test_has_this_name")  # nothing run is not a pass
+    assert run_section(gpu_check, "tests")["errors"] == ["pytest exited with 5"]
