@@ -19,12 +19,14 @@ Needs the ``distributed`` extra (``dask[array]`` and ``distributed``); nothing h
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from typing import Any
 
 import numpy as np
@@ -87,26 +89,46 @@ def client_for(client: Any = None, n_workers: int | None = None) -> Iterator[Any
         except ValueError:  # no current client
             pass
     workers = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    with _children_ignore_sigint():
-        cluster = distributed.LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                                           dashboard_address=":0")
-    with cluster, distributed.Client(cluster, set_as_default=False) as local:
-        yield local
+    with contextlib.ExitStack() as stack:
+        with _sigint_held_from_workers():
+            # Registered for closing before a held Ctrl-C can land, so an early one closes it too.
+            # Its workers' log lines are off: what goes wrong on them reaches the caller as an
+            # exception, and closing busy workers on Ctrl-C logs tracebacks that read like a crash.
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                silence_logs=logging.CRITICAL))
+        try:
+            yield stack.enter_context(distributed.Client(cluster, set_as_default=False))
+        except KeyboardInterrupt:
+            # A call cut short leaves a cancelled gather's error unretrieved, which asyncio reports
+            # with a traceback when it is collected; the run is ending on the user's Ctrl-C.
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+            raise
 
 
 @contextlib.contextmanager
-def _children_ignore_sigint() -> Iterator[None]:
-    """Worker processes started in the block inherit an ignored SIGINT: Ctrl-C at the terminal reaches
-    the whole process group, and only this process should act on it (stop at the last completed
-    iteration, close the cluster), not every worker with a traceback of its own."""
+def _sigint_held_from_workers() -> Iterator[None]:
+    """Ctrl-C at a terminal reaches the whole process group, and only this process should act on it
+    (stop at the last completed iteration, close the cluster), not every worker with a traceback of
+    its own. Processes started in the block inherit a blocked SIGINT, so it never reaches them; a
+    Ctrl-C that reaches this process meanwhile is held and acted on when the block ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # multiprocessing unblocks SIGINT after starting its resource tracker: started first, the
+    # block below holds.
+    resource_tracker.ensure_running()
+    held: list[int] = []
+    # Not SIG_IGN: a BLAS thread that does not block SIGINT may take the signal, and would drop it.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)  # what this process would have done at once
 
 
 # -- the worker side ------------------------------------------------------------------------------

@@ -621,9 +621,11 @@ def test_speedup_chart_labels_its_axes_and_bars():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loops", "numpy", "numba", "torch"]
 
 
-@pytest.mark.parametrize("where", [[], ["--workers", "2"]], ids=["local", "distributed"])
-def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(tmp_path, where, cli):
-    """Ctrl-C at a terminal signals the whole process group (Dask's workers too)."""
+@pytest.mark.parametrize(("where", "after_s"), [([], 3.0), (["--workers", "2"], 3.0), (["--workers", "2"], 0.3)],
+                         ids=["local", "distributed", "distributed-while-the-cluster-starts"])
+def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(tmp_path, where, after_s, cli):
+    """Ctrl-C at a terminal signals the whole process group (Dask's workers too); early, it lands
+    while the LocalCluster starts its workers, or while the fit computes their shards."""
     import shlex
     import signal
     import time
@@ -637,11 +639,15 @@ def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(tmp_path, where, c
                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = proc.stdout.readline()
     assert first.startswith("training ShallowNN"), first
-    time.sleep(3)  # well into training
+    time.sleep(after_s)
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "Traceback" not in out, out
+    if after_s < 1:  # the cluster is still starting: no iteration ran, and nothing is claimed saved
+        assert "interrupted before the first iteration; nothing to resume" in out, out
+        assert not ckpt.exists() and "resume with" not in out, out
+        return
     done = dlaccel.load(ckpt).iteration
     assert f"interrupted at iteration {done}; the model is saved to {ckpt}" in out
     resume = next(line for line in out.splitlines() if line.startswith("resume with: "))

@@ -123,9 +123,13 @@ def train(dataset: str, kind: str, layers: str, hidden_units: int, backend: str 
         t.fit(progress=progress, client=cluster, workers=workers, checkpoint=checkpoint_path,
               checkpoint_every=checkpoint_every)
     except KeyboardInterrupt:
+        if model.iteration == 0:  # e.g. while a cluster starts: no model yet, and nothing to resume
+            click.echo("interrupted before the first iteration; nothing to resume (run the command again)")
+            raise SystemExit(130) from None
         path = checkpoint_path or save_path or Path("dlaccel-interrupted.npz")
-        if checkpoint_path is None:  # fit wrote the checkpoint itself
-            model.save(path)
+        # Saved here even with a checkpoint: a Ctrl-C before fit's loop (a cluster starting, on a
+        # resumed run) finds nothing written yet.
+        model.save(path)
         # click.echo, not rich: a command to copy must not be wrapped
         click.echo(f"interrupted at iteration {model.iteration}; the model is saved to {path}")
         click.echo("resume with: " + command_line(["resume_path"], ["--resume", str(path)]))
