@@ -78,13 +78,13 @@ setup_imports()
 import numpy as np  # noqa: E402
 
 import dlaccel  # noqa: E402
-from dlaccel import bench  # noqa: E402
+from dlaccel import bench, sysinfo  # noqa: E402
 from dlaccel._files import atomic_write  # noqa: E402
 from dlaccel.backends._cuda import KERNEL_FILES, kernel_names  # noqa: E402
 from dlaccel.backends.cupy_gpu import CupyBackend  # noqa: E402
-from dlaccel.bench import report, sysinfo  # noqa: E402
+from dlaccel.bench import report  # noqa: E402
 from dlaccel.bench.report import fmt_ratio, fmt_time  # noqa: E402
-from dlaccel.bench.workloads import LEARNING_RATE  # noqa: E402
+from dlaccel.bench.workloads import torch_training_case  # noqa: E402
 from dlaccel.distributed import ShardedData, build_from_data  # noqa: E402
 
 
@@ -206,41 +206,13 @@ def section_kernels(rec: Record, quick: bool) -> None:
     rec.put(lines=lines)
 
 
-def torch_case(torch: Any, layers: list[int], data: dict) -> bench.Case:
-    """bench's ``deep`` step in PyTorch CUDA eager (nn.Linear + ReLU, cross-entropy, autograd, SGD,
-    fp32) from the same initial parameters; examples as rows, PyTorch's layout."""
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    nn, dev = torch.nn, torch.device("cuda")
-    linears = [nn.Linear(layers[l - 1], layers[l], device=dev) for l in range(1, len(layers))]
-    with torch.no_grad():
-        for l, lin in enumerate(linears, 1):
-            lin.weight.copy_(torch.from_numpy(data["params"][f"W{l}"]))
-            lin.bias.copy_(torch.from_numpy(data["params"][f"b{l}"].reshape(-1)))
-    net = nn.Sequential(*[mod for lin in linears for mod in (lin, nn.ReLU())][:-1])
-    X, y = torch.from_numpy(np.ascontiguousarray(data["X"].T)).to(dev), torch.from_numpy(data["labels"]).to(dev)
-    opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
-
-    def step() -> Any:
-        opt.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(net(X), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    def outputs(loss: Any) -> dict[str, np.ndarray]:
-        out = {"cost": np.asarray(loss.item())}
-        for l, lin in enumerate(linears, 1):
-            out[f"dW{l}"], out[f"db{l}"] = lin.weight.grad.cpu().numpy(), lin.bias.grad.cpu().numpy().reshape(-1, 1)
-        return out
-
-    return bench.Case(step=step, outputs=outputs, sync=torch.cuda.synchronize)
-
-
 def section_training(rec: Record, quick: bool) -> None:
     f32, deep, be = np.dtype(np.float32), bench.WORKLOADS["deep"], Cupy()
     torch, note = bench.load_torch(1)
     if torch is not None and not torch.cuda.is_available():
         torch, note = None, "PyTorch sees no CUDA device, so there is no peer"
+    elif torch is not None:  # full fp32, like cupy's GEMMs
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     limits = bench.measure_limits("tiny" if quick else "full", f32, be.xp, be.synchronize)
     rec.put(limits=limits, items=[], lines=[f"{'training step (float32, fp32 GEMMs)':38s} {'cupy':>10s} {'torch':>10s} "
                                              f"{'cupy/torch':>10s} {'TFLOP/s':>8s} {'% roofline':>10s}"])
@@ -255,7 +227,8 @@ def section_training(rec: Record, quick: bool) -> None:
             ref = deep.build(dlaccel.get_backend("numpy"), size, data)
             ref_out = ref.outputs(bench.first_call(ref)[1])
             for name in ("cupy", "torch") if torch is not None else ("cupy",):
-                case = deep.build(be, size, data) if name == "cupy" else torch_case(torch, layers, data)
+                case = (deep.build(be, size, data) if name == "cupy"
+                        else torch_training_case(torch, layers, "relu", data, "cuda"))
                 check = bench.compare_outputs(case.outputs(bench.first_call(case)[1]), ref_out, f32)
                 timing = bench.measure(case, 3, 0.2 if quick else 1.0)
                 item[name] = {"median_s": timing.median_s, "min_s": min(timing.samples_s),
