@@ -24,7 +24,7 @@ from .errors import (
 from .gradcheck import gradient_check
 from .models import DeepNN, LogisticRegression, Model, ShallowNN, initialize_parameters
 from .models import load_model as load
-from .sweep import SweepResult, Trial, sweep  # the function shadows the module name, like load
+from .sweep import SweepInterrupted, SweepResult, Trial, sweep  # the function shadows the module name, like load
 
 __all__ = [
     "Backend",
@@ -40,6 +40,7 @@ __all__ = [
     "ModelFileError",
     "ShallowNN",
     "ShapeError",
+    "SweepInterrupted",
     "SweepResult",
     "TrainingDivergedError",
     "Trial",

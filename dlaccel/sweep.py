@@ -370,6 +370,15 @@ def _work(model: Any, fit: dict[str, Any], n_x: int) -> int:
     return int(fit.get("num_iterations", model.default_num_iterations)) * weights
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep, with the trials that finished: ``result`` (a :class:`SweepResult` of
+    those, in grid order) out of ``planned``."""
+
+    def __init__(self, result: SweepResult, planned: int):
+        super().__init__(f"sweep interrupted after {len(result.trials)} of {planned} trials")
+        self.result, self.planned = result, planned
+
+
 def sweep(model_class: type, grid: Mapping[str, Sequence[Any]], X: Any, Y: Any, *,
           fixed: Mapping[str, Any] | None = None, validation: tuple[Any, Any] | None = None,
           client: Any = None, n_workers: int | None = None,
@@ -388,7 +397,8 @@ def sweep(model_class: type, grid: Mapping[str, Sequence[Any]], X: Any, Y: Any, 
     Client, else a LocalCluster of ``n_workers`` single-threaded processes (default: one per core)
     started for the sweep. ``n_workers=0`` runs them here, one after another, as does a machine
     without ``distributed`` (with a warning saying so). ``progress(trial)`` is called as each trial
-    finishes (in the order they finish).
+    finishes (in the order they finish). Ctrl-C raises :class:`SweepInterrupted`, a
+    ``KeyboardInterrupt`` that carries the trials finished so far.
     """
     grid, fixed_ = _check_grid(model_class, grid, fixed)
     X, Y, X_val, Y_val = _check_data(X, Y, validation)
@@ -407,20 +417,27 @@ def sweep(model_class: type, grid: Mapping[str, Sequence[Any]], X: Any, Y: Any, 
                           "after another (pip install 'dlaccel[distributed]' runs them in parallel)", stacklevel=2)
             local = True
     report = progress or (lambda trial: None)
-    if local:
-        trials = []
-        for init, fit, params, _ in plan:
-            trials.append(run_trial(model_class, init, fit, params, data))
-            report(trials[-1])
-        ran_on = "this process"
-    else:
-        trials, ran_on = _on_cluster(model_class, plan, data, client, n_workers, report)
-    return SweepResult(model_class.__name__, grid, fixed_, trials, X_val is not None, ran_on,
-                       time.perf_counter() - start, (v.to_host(X), v.to_host(Y)))
+    done: dict[int, Trial] = {}  # by grid position, as they finish
+
+    def result(ran_on: str) -> SweepResult:
+        return SweepResult(model_class.__name__, grid, fixed_, [done[i] for i in sorted(done)], X_val is not None,
+                           ran_on, time.perf_counter() - start, (v.to_host(X), v.to_host(Y)))
+
+    try:
+        if local:
+            for i, (init, fit, params, _) in enumerate(plan):
+                done[i] = run_trial(model_class, init, fit, params, data)
+                report(done[i])
+            ran_on = "this process"
+        else:
+            ran_on = _on_cluster(model_class, plan, data, client, n_workers, report, done)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(result(f"interrupted after {len(done)} of {len(plan)} trials"), len(plan)) from None
+    return result(ran_on)
 
 
 def _on_cluster(model_class: type, plan: list, data: tuple, client: Any, n_workers: int | None,
-                report: Callable[[Trial], None]) -> tuple[list, str]:
+                report: Callable[[Trial], None], done: dict[int, Trial]) -> str:
     from distributed import as_completed
 
     from .distributed import client_for
@@ -434,14 +451,13 @@ def _on_cluster(model_class: type, plan: list, data: tuple, client: Any, n_worke
                                     key=f"dlaccel-trial-{token}-{i}", priority=work)
                    for i, (init, fit, params, work) in enumerate(plan)]
         index = {f.key: i for i, f in enumerate(futures)}
-        trials: list[Any] = [None] * len(futures)
         try:
             for future, trial in as_completed(futures, with_results=True, loop=connected.loop):
-                trials[index[future.key]] = trial
+                done[index[future.key]] = trial
                 report(trial)
         finally:
             connected.cancel([*futures, shared], force=True)
-    return list(trials), f"{n}-worker Dask cluster"
+    return f"{n}-worker Dask cluster"
 
 
 def total_seconds(trials: Sequence[Trial]) -> float:

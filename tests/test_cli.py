@@ -621,11 +621,11 @@ def test_speedup_chart_labels_its_axes_and_bars():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loops", "numpy", "numba", "torch"]
 
 
-@pytest.mark.parametrize(("where", "after_s"), [([], 3.0), (["--workers", "2"], 3.0), (["--workers", "2"], 0.3)],
+@pytest.mark.parametrize(("where", "early"), [([], False), (["--workers", "2"], False), (["--workers", "2"], True)],
                          ids=["local", "distributed", "distributed-while-the-cluster-starts"])
-def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(tmp_path, where, after_s, cli):
-    """Ctrl-C at a terminal signals the whole process group (Dask's workers too); early, it lands
-    while the LocalCluster starts its workers, or while the fit computes their shards."""
+def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(tmp_path, where, early, cli):
+    """Ctrl-C at a terminal signals the whole process group (Dask's workers too), well into training
+    or early, while the LocalCluster starts its workers."""
     import shlex
     import signal
     import time
@@ -634,17 +634,22 @@ def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(tmp_path, where, a
 
     ckpt = tmp_path / "run.npz"
     cmd = [sys.executable, "-m", "dlaccel", "train", "--iterations", "10000000", "--checkpoint", str(ckpt),
-           "--no-progress", *where]
+           "--checkpoint-every", "20", "--no-progress", *where]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = proc.stdout.readline()
     assert first.startswith("training ShallowNN"), first
-    time.sleep(after_s)
+    if early:
+        time.sleep(0.3)  # a cluster takes seconds to start
+    else:  # training is under way once the first checkpoint is written, however slow the machine
+        deadline = time.monotonic() + 120
+        while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "Traceback" not in out, out
-    if after_s < 1:  # the cluster is still starting: no iteration ran, and nothing is claimed saved
+    if early:  # the cluster is still starting: no iteration ran, and nothing is claimed saved
         assert "interrupted before the first iteration; nothing to resume" in out, out
         assert not ckpt.exists() and "resume with" not in out, out
         return
@@ -664,6 +669,26 @@ def test_ctrl_c_saves_prints_the_resume_command_and_exits_130(tmp_path, where, a
     assert after.iteration == done + 5
     for k, p in expected.parameters.items():
         np.testing.assert_allclose(after.parameters[k], p, rtol=1e-9)
+
+
+def test_ctrl_c_during_a_sweep_reports_and_writes_the_finished_trials_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    out_json = tmp_path / "sweep.json"
+    # The 10-iteration trial finishes at once; the other runs for minutes.
+    cmd = [sys.executable, "-m", "dlaccel", "sweep", "--hidden-units", "1", "--iterations", "10,100000000",
+           "--workers", "0", "--no-progress", "--json", str(out_json)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(8)  # start-up and the short trial take a second or two
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out, out
+    assert "interrupted: 1 of 2 trials finished, and only those are shown and written" in out, out
+    written = dlaccel.SweepResult.from_json(out_json)
+    assert [t.params for t in written.trials] == [{"num_iterations": 10}]
 
 
 def test_train_distributed_and_checkpoint_options_are_checked_before_work(tmp_path, cli):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import sys
 
@@ -178,6 +179,38 @@ def test_cluster_sweep_equals_in_process_sweep_bit_for_bit(data, client):
     # Which worker ran which trial does not matter either: a second run (other placement) agrees.
     again = _sweep(data, grid, n_workers=None, client=client)
     assert [_numbers(t) for t in again.trials] == [_numbers(t) for t in here.trials]
+
+
+def _interrupt_after(n):
+    seen = []
+
+    def progress(trial):
+        seen.append(trial)
+        if len(seen) == n:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+@pytest.mark.parametrize("where", ["in-process", "cluster"])
+def test_ctrl_c_keeps_the_finished_trials(data, client, where):
+    grid = {"n_h": [1, 2, 5], "learning_rate": [1.2, 0.3]}
+    full = {tuple(t.params.items()): _numbers(t) for t in _sweep(data, grid).trials}
+    on = {"n_workers": None, "client": client} if where == "cluster" else {}
+    with pytest.raises(dlaccel.SweepInterrupted) as caught:
+        _sweep(data, grid, progress=_interrupt_after(2), **on)
+    stop = caught.value
+    assert isinstance(stop, KeyboardInterrupt) and stop.planned == 6
+    kept = stop.result.trials
+    assert "interrupted after" in stop.result.ran_on
+    # The cluster may finish one more before the interrupt lands; each kept trial is the real one,
+    # in grid order.
+    assert 2 <= len(kept) < 6
+    order = [tuple(p.items()) for p in (dict(zip(grid, c)) for c in itertools.product(*grid.values()))]
+    assert [order.index(tuple(t.params.items())) for t in kept] == sorted(order.index(tuple(t.params.items()))
+                                                                         for t in kept)
+    for t in kept:
+        assert _numbers(t) == full[tuple(t.params.items())]
 
 
 def test_data_goes_to_each_worker_once_not_per_trial(data, client, monkeypatch):

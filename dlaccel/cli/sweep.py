@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .._files import atomic_write
-from ..sweep import parse_grid, sweep
+from ..sweep import SweepInterrupted, parse_grid, sweep
 from ..training import MODEL_CLASSES, MODELS, load_dataset, output_size, split
 from ._common import CommandError, check_output_path, console, handle_errors, require_matplotlib
 from .train import DATASETS, check_model_options
@@ -76,11 +76,19 @@ def sweep_command(dataset: str, kind: str, backend: str | None, seed: int, dtype
     total = 1
     for values in grid.values():
         total *= len(values)
-    with _trial_progress(progress, total, validation is not None) as report:
-        result = sweep(MODEL_CLASSES[kind], grid, X_train, Y_train, fixed=fixed, validation=validation,
-                       client=cluster, n_workers=workers, progress=report)
+    interrupted = False
+    try:
+        with _trial_progress(progress, total, validation is not None) as report:
+            result = sweep(MODEL_CLASSES[kind], grid, X_train, Y_train, fixed=fixed, validation=validation,
+                           client=cluster, n_workers=workers, progress=report)
+    except SweepInterrupted as stop:  # Ctrl-C: the finished trials are reported and written all the same
+        result, interrupted = stop.result, True
+        if not result.trials:
+            click.echo(f"interrupted before any of the {total} trials finished; nothing is written")
+            raise SystemExit(130) from None
+    where = f": {result.ran_on}" if interrupted else f" on {result.ran_on}"
     out.print(f"{total} trials of {MODEL_CLASSES[kind].__name__} on {dataset} ({X_train.shape[1]} training, "
-              f"{X_test.shape[1]} test examples) on {result.ran_on}, {result.seconds:.1f} s")
+              f"{X_test.shape[1]} test examples){where}, {result.seconds:.1f} s")
     click.echo(result.table())
     best = result.best
     out.print(f"best: {best.label()}" if best is not None else "every trial failed")
@@ -91,6 +99,10 @@ def sweep_command(dataset: str, kind: str, backend: str | None, seed: int, dtype
     if plot_path is not None:
         result.plot(plot_path)
         out.print(f"plot written to {plot_path}")
+    if interrupted:
+        click.echo(f"interrupted: {len(result.trials)} of {total} trials finished, and only those are shown"
+                   + (" and written" if json_path or plot_path else ""))
+        raise SystemExit(130)
 
 
 class _trial_progress:
