@@ -506,7 +506,7 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _machine() -> dict[str, Any]:
-    from .sysinfo import cpu_info, package_versions
+    from ..sysinfo import cpu_info, package_versions
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     versions = package_versions()
