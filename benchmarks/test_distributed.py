@@ -27,7 +27,7 @@ DIMS = (db.N_X, db.HIDDEN, db.N_CLASSES)
 
 @pytest.fixture(scope="module", params=WORKERS, ids=lambda w: f"{w}w")
 def client(request):
-    with db._cluster(request.param) as c:
+    with db.client_for(n_workers=request.param) as c:
         yield c
 
 

@@ -196,13 +196,13 @@ def test_peak_rss_sees_an_allocation():
     ({"workers": ()}, "workers must be positive integers"),
 ])
 def test_bad_arguments_fail_before_any_cluster(monkeypatch, kwargs, message):
-    monkeypatch.setattr(db, "_cluster", lambda w: pytest.fail("a cluster was started"))
+    monkeypatch.setattr(db, "client_for", lambda **kw: pytest.fail("a cluster was started"))
     with pytest.raises(InputError, match=message):
         db.run_distributed(**kwargs)
 
 
 def test_unwritable_output_fails_before_any_cluster(monkeypatch, tmp_path):
-    monkeypatch.setattr(db, "_cluster", lambda w: pytest.fail("a cluster was started"))
+    monkeypatch.setattr(db, "client_for", lambda **kw: pytest.fail("a cluster was started"))
     with pytest.raises(FileNotFoundError, match="JSON report"):
         db.run_distributed("tiny", json_path=tmp_path / "missing" / "r.json")
 

@@ -26,7 +26,6 @@ into text; ``python -m dlaccel.bench.distributed [--quick] [--json P] [--plot P]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import math
@@ -36,14 +35,16 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._files import atomic_write, check_writable
+from ..distributed import client_for
 from ..errors import InputError, MissingDependencyError
+from ..sysinfo import blas_threads, cpu_info, package_versions
 from .report import fmt_time
 
 SCHEMA = "dlaccel-bench-distributed/1"
@@ -188,27 +189,6 @@ def _placement(client: Any, X: Any) -> list[int]:
         for h in sorted(holders)[:1]:
             counts[h] = counts.get(h, 0) + 1
     return sorted(counts.values(), reverse=True)
-
-
-@contextlib.contextmanager
-def _cluster(workers: int) -> Iterator[Any]:
-    import distributed
-
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", silence_logs=40) as cluster, \
-            distributed.Client(cluster, set_as_default=False) as client:
-        yield client
-
-
-def _worker_blas_threads(client: Any) -> list[int | None]:
-    def blas() -> int | None:
-        try:
-            from threadpoolctl import threadpool_info
-        except ImportError:
-            return None
-        return max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=None)
-
-    return list(client.run(blas).values())
 
 
 def _param_bytes(layer_dims: Sequence[int], dtype: np.dtype = DTYPE) -> int:
@@ -506,8 +486,6 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _machine() -> dict[str, Any]:
-    from ..sysinfo import cpu_info, package_versions
-
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     versions = package_versions()
     for name in ("dask", "distributed", "dask-ml"):
@@ -550,8 +528,8 @@ def run_distributed(profile: str = "full", workers: Sequence[int] = (1, 2), json
 
     for w in counts:
         say(f"starting a LocalCluster of {w} worker(s)")
-        with _cluster(w) as client:
-            blas = _worker_blas_threads(client)
+        with client_for(n_workers=w) as client:
+            blas = list(client.run(blas_threads).values())
             say(f"{w} worker(s): overhead")
             result["overhead"] += measure_overhead(client, w, prof)
             held: dict[int, list[int]] = {}
