@@ -27,7 +27,8 @@ THREAD_ENV = (
 )
 
 
-def _dist_version(*names: str) -> str | None:
+def dist_version(*names: str) -> str | None:
+    """The installed version of the first of ``names`` that is installed (nothing is imported)."""
     for name in names:
         try:
             return metadata.version(name)
@@ -39,7 +40,7 @@ def _dist_version(*names: str) -> str | None:
 def _cupy_version() -> str | None:
     # CuPy ships as cupy-cuda12x, cupy-cuda13x, ...: ask which distribution provides the module.
     dists = metadata.packages_distributions().get("cupy", [])
-    return _dist_version(*dists) if dists else None
+    return dist_version(*dists) if dists else None
 
 
 def package_versions() -> dict[str, str | None]:
@@ -48,12 +49,12 @@ def package_versions() -> dict[str, str | None]:
         "dlaccel": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "numba": _dist_version("numba"),
+        "numba": dist_version("numba"),
         "cupy": _cupy_version(),
-        "torch": _dist_version("torch"),
-        "threadpoolctl": _dist_version("threadpoolctl"),
-        "matplotlib": _dist_version("matplotlib"),
-        "scikit-learn": _dist_version("scikit-learn"),
+        "torch": dist_version("torch"),
+        "threadpoolctl": dist_version("threadpoolctl"),
+        "matplotlib": dist_version("matplotlib"),
+        "scikit-learn": dist_version("scikit-learn"),
     }
 
 

@@ -44,7 +44,7 @@ import numpy as np
 from .._files import atomic_write, check_writable
 from ..distributed import client_for
 from ..errors import InputError, MissingDependencyError
-from ..sysinfo import blas_threads, cpu_info, package_versions
+from ..sysinfo import blas_threads, cpu_info, dist_version, package_versions
 from .report import fmt_time
 
 SCHEMA = "dlaccel-bench-distributed/1"
@@ -487,14 +487,7 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _machine() -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    versions = package_versions()
-    for name in ("dask", "distributed", "dask-ml"):
-        try:
-            from importlib import metadata
-
-            versions[name] = metadata.version(name)
-        except Exception:
-            versions[name] = None
+    versions = {**package_versions(), **{name: dist_version(name) for name in ("dask", "distributed", "dask-ml")}}
     return {"cpu": cpu_info(), "load_average": list(load) if load else None, "versions": versions}
 
 
