@@ -4,7 +4,7 @@ Each benchmark times one whole ``fit`` of the longer length; ``extra_info`` carr
 iteration from the slope between the short and the long fit (which cancels the fit's set-up) and the
 size. ``DLACCEL_BENCH_TINY=1`` uses the tiny profile, so ``--benchmark-disable`` is a smoke test.
 The full report, with the scaling model, the peer and the client's memory, is
-``python -m dlaccel.bench.distributed``.
+``dlaccel bench -w distributed``.
 """
 
 from __future__ import annotations

@@ -207,13 +207,6 @@ def test_unwritable_output_fails_before_any_cluster(monkeypatch, tmp_path):
         db.run_distributed("tiny", json_path=tmp_path / "missing" / "r.json")
 
 
-def test_command_line_rejects_bad_workers(capsys):
-    with pytest.raises(SystemExit) as exc:
-        db.main(["--tiny", "--workers", "one"])
-    assert exc.value.code == 2
-    assert "--workers must be comma-separated integers" in capsys.readouterr().err
-
-
 @pytest.mark.slow
 def test_a_tiny_run_writes_its_json_and_chart(monkeypatch, tmp_path):
     # The smallest run that exercises every measurement on a real LocalCluster of one worker.

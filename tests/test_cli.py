@@ -771,8 +771,15 @@ def test_bench_runs_the_distributed_benchmark_alone(tmp_path, cli):
     runner = CliRunner()
     mixed = runner.invoke(cli, ["bench", "-w", "distributed,deep"])
     assert mixed.exit_code == 1 and "run it alone" in mixed.output
-    result = runner.invoke(cli, ["bench", "-w", "distributed", "--profile", "tiny", "--json", str(tmp_path / "d.json")])
+    for workers, message in [("one", "--workers must be comma-separated worker counts"),
+                             ("0", "workers must be positive integers")]:
+        bad = runner.invoke(cli, ["bench", "-w", "distributed", "--workers", workers])
+        assert bad.exit_code == 1 and bad.output.count("Error:") == 1 and message in bad.output, bad.output
+    elsewhere = runner.invoke(cli, ["bench", "-w", "dot", "--workers", "2"])
+    assert elsewhere.exit_code == 1 and "-w distributed" in elsewhere.output
+    result = runner.invoke(cli, ["bench", "-w", "distributed", "--profile", "tiny", "--workers", "1",
+                                 "--json", str(tmp_path / "d.json")])
     assert result.exit_code == 0, result.output
     assert "Overhead per iteration" in result.output and "Targets (issue 9)" in result.output
     report = json.loads((tmp_path / "d.json").read_text())
-    assert report["profile"] == "tiny" and report["overhead"]
+    assert report["profile"] == "tiny" and report["workers"] == [1] and report["overhead"]

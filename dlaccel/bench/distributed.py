@@ -20,18 +20,16 @@ released) cancels out. Nothing here asserts a target: the result carries each ta
 was met, and the machine's load, so a number from a busy machine reads as one.
 
 ``run_distributed`` returns a dict (schema ``dlaccel-bench-distributed/1``); ``format_table`` turns it
-into text; ``python -m dlaccel.bench.distributed [--quick] [--json P] [--plot P]`` runs both.
+into text; ``dlaccel bench -w distributed [--quick] [--workers 1,2] [--json P] [--plot P]`` runs both.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
 import os
 import statistics
-import sys
 import threading
 import time
 import warnings
@@ -668,30 +666,3 @@ def plot_scaling(result: dict[str, Any], path: Path) -> None:
     ax.legend()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), "chart")
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dlaccel.bench.distributed",
-                                     description="The distributed fit measured on a LocalCluster (issue 9).")
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_const", const="quick", dest="profile", help="smaller sizes")
-    size.add_argument("--tiny", action="store_const", const="tiny", dest="profile", help="smoke-test sizes")
-    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated (default 1,2)")
-    parser.add_argument("--json", dest="json_path", type=Path, help="write the result as JSON")
-    parser.add_argument("--plot", dest="plot_path", type=Path, help="write the log-log chart as PNG")
-    args = parser.parse_args(argv)
-    try:
-        counts = [int(w) for w in args.workers.split(",")]
-    except ValueError:
-        parser.error(f"--workers must be comma-separated integers such as 1,2, got {args.workers!r}")
-    try:
-        result = run_distributed(args.profile or "full", counts, args.json_path, args.plot_path,
-                                 progress=lambda s: print(f"... {s}", file=sys.stderr, flush=True))
-    except (InputError, MissingDependencyError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -65,10 +65,13 @@ speedup_vs_numpy, overhead_us, error, pid; notes; wall_s.
 @click.option("--in-process", is_flag=True,
               help="Time every backend in this one process (rows then interfere through the runtimes' thread "
                    "pools; for debugging).")
+@click.option("--workers", metavar="COUNTS",
+              help="With -w distributed: comma-separated LocalCluster sizes to measure (default 1,2).")
 @click.option("--profile", type=click.Choice(PROFILES), hidden=True, help="Size profile; 'tiny' is for tests.")
 @handle_errors
 def bench(backends: str | None, workloads: str | None, quick: bool, json_path: Path | None, plot_path: Path | None,
-          dtype: str, repeat: int | None, timeout_s: float, wide: bool, in_process: bool, profile: str | None) -> None:
+          dtype: str, repeat: int | None, timeout_s: float, wide: bool, in_process: bool, workers: str | None,
+          profile: str | None) -> None:
     check_output_path(json_path, "--json", "JSON report")
     check_output_path(plot_path, "--plot", "chart")
     if plot_path is not None:
@@ -80,11 +83,19 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
                                "scaling); run it alone, without --backends")
         from ..bench.distributed import format_table, run_distributed
 
+        try:
+            counts = [int(w) for w in split_names(workers) or ["1", "2"]]
+        except ValueError:
+            message = f"--workers must be comma-separated worker counts such as 1,2, got {workers!r}"
+            raise CommandError(message) from None
         with Console(stderr=True, markup=False).status("starting") as status:
-            report = run_distributed(profile or ("quick" if quick else "full"), json_path=json_path,
+            report = run_distributed(profile or ("quick" if quick else "full"), counts, json_path=json_path,
                                      plot_path=plot_path, progress=status.update)
         click.echo(format_table(report))
         return
+    if workers is not None:
+        raise CommandError("--workers sizes the LocalCluster of -w distributed; the other workloads run in this "
+                           "machine's processes")
     chosen = select_workloads(names)
     # Unknown or unavailable names fail here, before any work; run() takes these targets as they are.
     targets = resolve_targets(split_names(backends))
