@@ -42,6 +42,7 @@ import numpy as np
 from .._files import atomic_write, check_writable
 from ..distributed import client_for
 from ..errors import InputError, MissingDependencyError
+from ..plots import new_figure, save_png
 from ..sysinfo import blas_threads, cpu_info, dist_version, package_versions
 from .report import fmt_time
 
@@ -641,13 +642,7 @@ def format_table(result: dict[str, Any]) -> str:
 def plot_scaling(result: dict[str, Any], path: Path) -> None:
     """A log-log PNG of time per iteration against ``m``, one line per configuration, with the fitted
     model dashed."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingDependencyError("plot_path needs matplotlib: pip install 'dlaccel[plot]'") from None
-    fig = Figure(figsize=(7, 4.8), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(7, 4.8)
     ax = fig.add_subplot()
     for name, cfg in result["analysis"]["configs"].items():
         rows = [r for r in result["scaling"] if r["config"] == name]
@@ -664,5 +659,5 @@ def plot_scaling(result: dict[str, Any], path: Path) -> None:
     ax.set_title(f"DeepNN {result['workload']['layer_dims']} {result['dtype']}, profile {result['profile']} "
                  "(dashed: t = a m + o)")
     ax.legend()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), "chart")
+    save_png(fig, path, "chart", dpi=110)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write
-from ..errors import MissingDependencyError
+from ..plots import new_figure, save_png
 
 COLUMNS = ("workload", "backend", "size", "first call", "median", "IQR/med", "x loops", "x numpy", "rate",
            "% limit", "note")
@@ -108,19 +107,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def speedup_figure(report: dict[str, Any]) -> Any:
     """A bar chart of each backend's speed-up per workload, on a log scale, each bar labelled with
     its value: over loops when loops ran, else over NumPy."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise MissingDependencyError("--plot needs matplotlib: pip install 'dlaccel[plot]'") from None
     results = [r for r in report["results"] if r["unit"] != "overhead" and r["median_s"] is not None]
     over_loops = any(r["speedup_vs_loops"] is not None for r in results)
     key = "speedup_vs_loops" if over_loops else "speedup_vs_numpy"
     baseline = "loops" if over_loops else "numpy"
     workloads = list(dict.fromkeys(r["workload"] for r in results))
     backends = list(dict.fromkeys(r["backend"] for r in results))
-    fig = Figure(figsize=(max(7.0, 0.35 * len(workloads) * len(backends) + 2), 5.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(max(7.0, 0.35 * len(workloads) * len(backends) + 2), 5.5)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(backends))
     for i, backend in enumerate(backends):
@@ -147,5 +140,4 @@ def speedup_figure(report: dict[str, Any]) -> Any:
 
 def plot_speedups(report: dict[str, Any], path: Path) -> None:
     """:func:`speedup_figure` as a PNG."""
-    fig = speedup_figure(report)
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), "chart")
+    save_png(speedup_figure(report), path, "chart", dpi=110)
