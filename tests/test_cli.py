@@ -482,6 +482,25 @@ def test_bench_wide_table_has_every_column():
         assert all(cell in line for cell in row if cell)
 
 
+def test_bench_says_a_row_over_the_copy_limit_ran_from_the_caches():
+    from dlaccel.bench import report as rep
+
+    report = _fake_report()
+    row = {(r["workload"], r["backend"]): r for r in report["results"]}
+    # The fake's numba rows beat every limit; sigmoid_bwd's moves 0.0122 GB a call.
+    assert row["sigmoid_bwd", "numba"]["share_of_limit"] > 1 > row["sigmoid_bwd", "loops"]["share_of_limit"]
+    said = " ".join(rep.footnotes(report))
+    assert "sigmoid_bwd on numba (12.2 MB)" in said and "sigmoid_bwd on loops" not in said
+    # A GEMM-rated step is said to run from the caches only when its roofline is the copy bound.
+    assert "deep_course on numba" not in said
+    row["deep_course", "numba"].update(bound="copy", min_bytes=5e6)
+    said = " ".join(rep.footnotes(report))
+    assert "deep_course on numba (5 MB)" in said
+    notes = {(r["workload"], r["backend"]): cells[-1] for r, cells in zip(report["results"], rep.rows(report))}
+    assert notes["sigmoid_bwd", "numba"] == "over the limit: its 12.2 MB stay in the caches"
+    assert notes["sigmoid_bwd", "loops"] == ""
+
+
 def test_bench_cli_table_fits_columns_80_and_wide_adds_columns(cli, tmp_path):
     args = [*TINY, "--backends", "loops,numpy", "--workloads", "deep_course,dispatch"]
     narrow = CliRunner(env={"COLUMNS": "80"}).invoke(cli, [*args, "--json", str(tmp_path / "a.json")])
