@@ -330,6 +330,16 @@ def test_python_dash_m_runs_the_same_command():
     assert dlaccel.__version__ in result.stdout
 
 
+def test_the_installed_version_is_the_packages():
+    from importlib import metadata
+
+    try:
+        installed = metadata.version("dlaccel")
+    except metadata.PackageNotFoundError:
+        pytest.skip("dlaccel is not installed (run from a source checkout)")
+    assert installed == dlaccel.__version__
+
+
 # -- messages through rich are printed as written, never read as console markup ------------------
 
 BRACKETED = "CuPy is not installed (pip install 'dlaccel[cuda12]' or 'dlaccel[cuda13]')"
