@@ -155,7 +155,7 @@ def sweep_figure(result: Any, X: Any = None, Y: Any = None, panel: float = 3.0) 
             ax.plot([], [], marker="x", color="red", linestyle="none", label=f"{name} (failed)")
     if any(not t.ok and t.diverged_at is None for t in trials):
         ax.legend(fontsize="small")
-    ax.set_title(f"{result.model_class}: cost per trial")
+    ax.set_title(f"{result.model_class}: cost per trial" + (f" ({result.ran_on})" if result.interrupted else ""))
     if two_d and bottom is not None:
         panels = bottom.subplots(rows, cols, squeeze=False).ravel()
         which = "val" if result.validation else "train"

@@ -33,6 +33,7 @@ from .plots import show_value
 
 # fit's arguments a grid may vary (the rest of fit's, like progress and checkpoints, make no sense per trial).
 FIT_KEYS = ("learning_rate", "num_iterations", "cost_every")
+INTERRUPTED = "interrupted after"  # how a stopped sweep's ran_on begins
 
 # The command line's option names (``dlaccel train``'s) and what each becomes in a grid.
 CLI_KEYS: dict[str, str] = {
@@ -141,7 +142,7 @@ class SweepResult:
     fixed: dict[str, Any]
     trials: list[Trial]
     validation: bool
-    ran_on: str = ""
+    ran_on: str = ""  # where the trials ran, or "interrupted after k of n trials"
     seconds: float = 0.0
     # The training data (host arrays), for plot(); not written to JSON.
     data: tuple[Any, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
@@ -154,6 +155,11 @@ class SweepResult:
         if not done:
             return None
         return max(done, key=lambda t: (_score(t, self.validation), -(t.final_cost or 0.0)))
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether Ctrl-C stopped the sweep before every trial ran (see :class:`SweepInterrupted`)."""
+        return self.ran_on.startswith(INTERRUPTED)
 
     @property
     def varied(self) -> list[str]:
@@ -432,7 +438,7 @@ def sweep(model_class: type, grid: Mapping[str, Sequence[Any]], X: Any, Y: Any, 
         else:
             ran_on = _on_cluster(model_class, plan, data, client, n_workers, report, done)
     except KeyboardInterrupt:
-        raise SweepInterrupted(result(f"interrupted after {len(done)} of {len(plan)} trials"), len(plan)) from None
+        raise SweepInterrupted(result(f"{INTERRUPTED} {len(done)} of {len(plan)} trials"), len(plan)) from None
     return result(ran_on)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import itertools
 import json
 import sys
@@ -195,14 +195,18 @@ def _interrupt_after(n):
 @pytest.mark.parametrize("where", ["in-process", "cluster"])
 def test_ctrl_c_keeps_the_finished_trials(data, client, where):
     grid = {"n_h": [1, 2, 5], "learning_rate": [1.2, 0.3]}
-    full = {tuple(t.params.items()): _numbers(t) for t in _sweep(data, grid).trials}
+    uninterrupted = _sweep(data, grid)
+    assert not uninterrupted.interrupted
+    full = {tuple(t.params.items()): _numbers(t) for t in uninterrupted.trials}
     on = {"n_workers": None, "client": client} if where == "cluster" else {}
     with pytest.raises(dlaccel.SweepInterrupted) as caught:
         _sweep(data, grid, progress=_interrupt_after(2), **on)
     stop = caught.value
     assert isinstance(stop, KeyboardInterrupt) and stop.planned == 6
     kept = stop.result.trials
-    assert "interrupted after" in stop.result.ran_on
+    assert stop.result.interrupted and "interrupted after" in stop.result.ran_on
+    if where == "in-process" and importlib.util.find_spec("matplotlib"):  # the chart says it too
+        assert "interrupted after" in stop.result.figure().axes[0].get_title()
     # The cluster may finish one more before the interrupt lands; each kept trial is the real one,
     # in grid order.
     assert 2 <= len(kept) < 6
