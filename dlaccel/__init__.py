@@ -10,6 +10,7 @@ from ._version import __version__ as __version__  # explicit re-export
 from .backends import Backend, available_backends, get_backend, set_backend, set_num_threads, use_backend
 from .errors import (
     BackendUnavailableError,
+    ClusterError,
     DeviceMismatchError,
     DlaccelError,
     DtypeError,
@@ -29,6 +30,7 @@ from .sweep import SweepInterrupted, SweepResult, Trial, sweep  # the function s
 __all__ = [
     "Backend",
     "BackendUnavailableError",
+    "ClusterError",
     "DeepNN",
     "DeviceMismatchError",
     "DlaccelError",

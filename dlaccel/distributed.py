@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DlaccelError, InputError, MissingDependencyError, ShapeError, WorkerLostError
+from .errors import ClusterError, DlaccelError, InputError, MissingDependencyError, ShapeError, WorkerLostError
 
 # How many times one iteration is retried after workers were lost before the fit gives up.
 MAX_RETRIES = 3
@@ -88,15 +90,22 @@ def client_for(client: Any = None, n_workers: int | None = None) -> Iterator[Any
             return
         except ValueError:  # no current client
             pass
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A worker process importing the caller's unguarded script again, as multiprocessing's own
+        # check knows it: a cluster started here would fail with pages of tracebacks. The parent says why.
+        raise SystemExit(1)
     workers = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     with contextlib.ExitStack() as stack:
         with _sigint_held_from_workers():
             # Registered for closing before a held Ctrl-C can land, so an early one closes it too.
             # Its workers' log lines are off: what goes wrong on them reaches the caller as an
             # exception, and closing busy workers on Ctrl-C logs tracebacks that read like a crash.
-            cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
-                silence_logs=logging.CRITICAL))
+            try:
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                    silence_logs=logging.CRITICAL))
+            except Exception as exc:
+                raise ClusterError(_start_failure(exc, workers or 1)) from None
         try:
             yield stack.enter_context(distributed.Client(cluster, set_as_default=False))
         except KeyboardInterrupt:
@@ -104,6 +113,14 @@ def client_for(client: Any = None, n_workers: int | None = None) -> Iterator[Any
             # with a traceback when it is collected; the run is ending on the user's Ctrl-C.
             logging.getLogger("asyncio").setLevel(logging.CRITICAL)
             raise
+
+
+def _start_failure(exc: Exception, workers: int) -> str:
+    message = f"a LocalCluster of {workers} worker process(es) failed to start ({type(exc).__name__}: {exc})"
+    if getattr(sys.modules["__main__"], "__file__", None):
+        message += ("; when it is called from a script, the call must sit under `if __name__ == \"__main__\":`, "
+                    "since each worker process imports the main script again")
+    return message
 
 
 @contextlib.contextmanager

@@ -55,6 +55,10 @@ class WorkerLostError(DlaccelError, RuntimeError):
         self.workers = list(workers or [])
 
 
+class ClusterError(DlaccelError, RuntimeError):
+    """The LocalCluster dlaccel starts for a call (no Client given) could not start."""
+
+
 class ModelFileError(DlaccelError, ValueError):
     """A model file is missing, truncated, foreign or holds pickled objects."""
 
@@ -65,6 +69,7 @@ class MissingDependencyError(DlaccelError, ImportError):
 
 __all__ = [
     "BackendUnavailableError",
+    "ClusterError",
     "DeviceMismatchError",
     "DlaccelError",
     "DtypeError",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -179,6 +181,20 @@ def test_a_local_cluster_is_started_when_there_is_no_client():
     assert_same_fit(local, dist, "float64")
     with pytest.raises(ValueError):  # and closed again
         distributed.get_client()
+
+
+def test_an_unguarded_script_gets_one_clear_error(tmp_path):
+    # The LocalCluster's spawned workers import the script again; without the __main__ guard each
+    # would start a cluster of its own, and the user would read pages of multiprocessing tracebacks.
+    script = tmp_path / "unguarded.py"
+    script.write_text("import dask.array as da\nimport dlaccel\nX, Y = dlaccel.datasets.planar(m=40)\n"
+                      "dlaccel.LogisticRegression().fit(da.from_array(X, chunks=(2, 20)), Y, num_iterations=2)\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode == 1
+    assert "dlaccel.errors.ClusterError: a LocalCluster of" in run.stderr
+    assert 'if __name__ == "__main__":' in run.stderr.splitlines()[-1]
+    assert run.stderr.count("Traceback") == 1 and "bootstrapping phase" not in run.stderr
 
 
 @pytest.mark.parametrize("where", ["local", "distributed"])

@@ -18,7 +18,8 @@ def data():
 def test_error_hierarchy_and_exports():
     pairs = {"ShapeError": ValueError, "InputError": ValueError, "BackendUnavailableError": RuntimeError,
              "DeviceMismatchError": TypeError, "TrainingDivergedError": RuntimeError, "ModelFileError": ValueError,
-             "DtypeError": TypeError, "UnknownBackendError": ValueError}
+             "DtypeError": TypeError, "UnknownBackendError": ValueError,
+             "ClusterError": RuntimeError}
     for name, builtin in pairs.items():
         cls = getattr(dlaccel, name)
         assert cls is getattr(errors, name)
