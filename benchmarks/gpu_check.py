@@ -7,8 +7,6 @@
 Sections, each in a child process with a time limit inside a 285 s budget (a sticky CUDA error or a
 hang costs that section only); rows are `dlaccel bench`'s, checked against NumPy before timing:
   env          device, driver and library versions; whether the cupy backend is usable at all
-  correctness  every bench workload on cupy with kernel outputs poisoned with NaN, and DeepNN fits of
-               4 iterations (every hidden activation, both outputs and dtypes), against NumPy
   kernels      elementwise and training-step rows, full size, float32, on cupy and plain CuPy (no
                fused kernel): time, rate, share of the device's copy or GEMM limit, fusing's gain
   training     one DeepNN step, NETS at m = 8192, float32, softmax, against NumPy and PyTorch CUDA
@@ -16,7 +14,8 @@ hang costs that section only); rows are `dlaccel bench`'s, checked against NumPy
   coldstart    kernel compilation into an empty CuPy cache, then loading from the filled cache
   dask-cuda    when dask_cuda is installed: DeepNN [784,256,10] fitted through a LocalCUDACluster
                (one worker per GPU) against the same fit in one process
-  tests        pytest on tests/ for everything GPU-marked or cupy-parametrized (the op tests)
+  tests        pytest on tests/ for everything GPU-marked or cupy-parametrized: the op tests, every
+               bench workload and DeepNN fits through every kernel (outputs poisoned with NaN) against NumPy
 A short table comes last. Exit status: 0 when every section passed, 1 when any section failed or
 found wrong numbers, 2 when there was no usable GPU (the table says GPU CHECK NOT RUN and why).
 
@@ -30,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import itertools
 import json
 import os
 import re
@@ -46,9 +44,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BUDGET_S, TESTS_RESERVE_S = 285.0, 60.0  # the whole run; what the sections before "tests" leave it
-LIMITS = {"env": 60, "correctness": 90, "kernels": 90, "training": 120, "coldstart": 60, "dask-cuda": 90, "tests": 150}
+LIMITS = {"env": 60, "kernels": 90, "training": 120, "coldstart": 60, "dask-cuda": 90, "tests": 150}
 # In this order, the rest only when env found the GPU usable; coldstart into an empty, then the filled cache.
-PLAN = ["env", "correctness", "kernels", "training", "coldstart_cold", "coldstart_warm", "dask-cuda", "tests"]
+PLAN = ["env", "kernels", "training", "coldstart_cold", "coldstart_warm", "dask-cuda", "tests"]
 ROW_TIMEOUT_S = 45.0  # bench kills a row's child after this long without progress
 # GPU-marked and cupy-parametrized tests; the emulator and compiler checks ran on CPU machines
 # already, and test_gpu_check.py is this script's dry run.
@@ -56,7 +54,6 @@ TESTS = "(cupy or gpu) and not emulated and not nvcc and not nvrtc and not gpu_c
 NETS = ([784, 1024, 1024, 10], [4096, 4096, 4096, 10])
 KERNEL_ROWS = [*(f"{a}_{d}" for a in ("sigmoid", "tanh", "relu") for d in ("fwd", "bwd")), "dot", "logreg", "deep",
                "deep_course"]
-FITS = [("sigmoid", 1), ("tanh", 3), ("relu", 1), ("leaky_relu", 3), ("linear", 1)]  # hidden activation, n_y
 ISOLATE = True  # bench rows in bench's child processes; the CPU dry run times them in its own process
 
 
@@ -91,13 +88,6 @@ from dlaccel.distributed import ShardedData, build_from_data  # noqa: E402
 class Cupy(CupyBackend):
     """The cupy backend as a class of this module: bench's children rebuild it by name, so they
     import this module, and so find the kernels without an install."""
-
-
-class PoisonedCupy(Cupy):
-    """Every kernel output starts as NaN, so an element a kernel fails to write fails the check."""
-
-    def _empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        return self.xp.full(shape, np.nan, dtype=dtype)
 
 
 class UnfusedCupy(Cupy):
@@ -146,52 +136,27 @@ def section_env(rec: Record, quick: bool) -> None:
         import cupy
 
         rt = cupy.cuda.runtime
-        props = rt.getDeviceProperties(rt.getDevice())
-        rec.put(device=props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"]),
-                sms=props["multiProcessorCount"], memory_gib=round(props["totalGlobalMem"] / 2**30, 1),
-                compute_capability=f"{props['major']}.{props['minor']}", cupy=cupy.__version__,
+        gpu = sysinfo.gpus()[0][rt.getDevice()]
+        rec.put(device=gpu["name"], sms=gpu["sms"], memory_gib=round(gpu["memory_bytes"] / 2**30, 1),
+                compute_capability=gpu["compute_capability"], cupy=cupy.__version__,
                 cuda_runtime=rt.runtimeGetVersion(), cuda_driver=rt.driverGetVersion(),
                 nvrtc=".".join(map(str, cupy.cuda.nvrtc.getVersion())))
-
-
-def bench_rows(rec: Record, targets: list, names: list[str], profile: str, min_samples: int | None = None) -> None:
-    """``dlaccel bench``'s rows (checked against NumPy, then timed) into ``rec["report"]``."""
-    found = bench.run(targets, [bench.WORKLOADS[n] for n in names], profile, "float32", min_samples=min_samples,
-                      progress=lambda s: print(f"  {s}", flush=True), isolate=ISOLATE, timeout_s=ROW_TIMEOUT_S)
-    rec.put(report={k: found[k] for k in ("workloads", "results", "limits", "notes")})
-    for r in found["results"]:
-        if r["error"]:
-            rec.note("failed", f"{r['workload']} on {r['backend']}: {r['error']}")
 
 
 def fitted(model: Any) -> dict[str, np.ndarray]:
     return {**model.parameters, "costs": np.array([c for _, c in model.costs])}
 
 
-def section_correctness(rec: Record, quick: bool) -> None:
-    bench_rows(rec, [PoisonedCupy()], list(bench.WORKLOADS), "tiny" if quick else "quick", min_samples=1)
-    # bench checks one step's outputs; a few iterations of fit check the updates and costs too.
-    be, m = PoisonedCupy(), 150 if quick else 5000
-    for dtype, (hidden, n_y) in itertools.product(("float32", "float64"), FITS):
-        what = f"fit DeepNN hidden={hidden} n_y={n_y} {dtype}"
-        rng = np.random.default_rng(len(hidden))
-        X, Y = rng.standard_normal((12, m)), rng.integers(0, max(n_y, 2), (1, m))
-        try:
-            models = [dlaccel.DeepNN([12, 16, 8, n_y], hidden_activation=hidden, seed=1, dtype=dtype, backend=b)
-                      for b in ("numpy", be)]
-            for model in models:
-                model.fit(X, Y, learning_rate=0.1, num_iterations=4, cost_every=1)
-            check = bench.compare_outputs(fitted(models[1]), fitted(models[0]), dtype)
-        except Exception as exc:  # NaN from an unwritten output stops the fit as diverged
-            check = {"passed": False, "max_rel_error": None, "message": f"{type(exc).__name__}: {exc}"}
-        rec.add("fits", {"what": what, **rec.check(what, check)})
-    rec.add("lines", f"correctness: {len(rec['report']['results'])} bench rows (outputs poisoned with NaN) and "
-                     f"{len(rec['fits'])} fits against NumPy; {len(rec['failed'])} failed")
-
-
 def section_kernels(rec: Record, quick: bool) -> None:
-    bench_rows(rec, [Cupy(), UnfusedCupy()], KERNEL_ROWS, "tiny" if quick else "full")
-    found, limit = rec["report"], rec["report"]["limits"].get("device") or {}
+    """``dlaccel bench``'s rows on cupy and plain CuPy, each checked against NumPy, then timed."""
+    found = bench.run([Cupy(), UnfusedCupy()], [bench.WORKLOADS[n] for n in KERNEL_ROWS], "tiny" if quick else "full",
+                      "float32", progress=lambda s: print(f"  {s}", flush=True), isolate=ISOLATE,
+                      timeout_s=ROW_TIMEOUT_S)
+    rec.put(report={k: found[k] for k in ("workloads", "results", "limits", "notes")})
+    for r in found["results"]:
+        if r["error"]:
+            rec.note("failed", f"{r['workload']} on {r['backend']}: {r['error']}")
+    limit = found["limits"].get("device") or {}
     plain = {r["workload"]: r["median_s"] for r in found["results"] if r["backend"] == UnfusedCupy.name}
     lines = [f"device limits (float32): copy {limit.get('copy_gbps', 0):.0f} GB/s (read + write), GEMM "
              f"{limit.get('gemm_gflops', 0):.0f} GFLOP/s; x plain: plain CuPy's time over this row's",
@@ -330,7 +295,7 @@ def section_tests(rec: Record, quick: bool) -> None:
             errors=[f"pytest exited with {code}"] if code else [])
 
 
-SECTIONS = {"env": section_env, "correctness": section_correctness, "kernels": section_kernels,
+SECTIONS = {"env": section_env, "kernels": section_kernels,
             "training": section_training, "coldstart": section_coldstart, "dask-cuda": section_dask_cuda,
             "tests": section_tests}
 

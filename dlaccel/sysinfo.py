@@ -127,7 +127,8 @@ def gpus() -> tuple[list[dict[str, Any]], str | None]:
                 props = cupy.cuda.runtime.getDeviceProperties(i)
                 name = props["name"]
                 found.append({"index": i, "name": name.decode() if isinstance(name, bytes) else str(name),
-                              "memory_bytes": int(props["totalGlobalMem"]), "source": "cupy"})
+                              "memory_bytes": int(props["totalGlobalMem"]), "sms": int(props["multiProcessorCount"]),
+                              "compute_capability": f"{props['major']}.{props['minor']}", "source": "cupy"})
             return found, None
         except Exception as exc:
             reason = f"CuPy could not query the device: {type(exc).__name__}: {exc}"
@@ -146,7 +147,8 @@ def gpus() -> tuple[list[dict[str, Any]], str | None]:
             memory = int(float(mib)) * 2**20
         except ValueError:
             memory = None
-        found.append({"index": i, "name": name.strip(), "memory_bytes": memory, "source": "nvidia-smi"})
+        found.append({"index": i, "name": name.strip(), "memory_bytes": memory, "sms": None,
+                      "compute_capability": None, "source": "nvidia-smi"})
     return found, reason
 
 

@@ -292,7 +292,7 @@ def numpy_cupy() -> types.ModuleType:
         get_elapsed_time=lambda start, end: 1e3 * (end.t - start.t),
         get_current_stream=lambda: types.SimpleNamespace(ptr=0),
         runtime=types.SimpleNamespace(
-            getDevice=lambda: 0, memcpyAsync=memcpy_async, memcpyDeviceToDevice=3,
+            getDevice=lambda: 0, getDeviceCount=lambda: 1, memcpyAsync=memcpy_async, memcpyDeviceToDevice=3,
             getDeviceProperties=lambda device: {"name": b"CPU emulator", "multiProcessorCount": 2,
                                                 "totalGlobalMem": 2**30, "major": 0, "minor": 0},
             runtimeGetVersion=lambda: 0, driverGetVersion=lambda: 0,

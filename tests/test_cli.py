@@ -89,6 +89,21 @@ def test_info_json(invoke):
     assert data["cpu"]["logical_cores"] >= 1
 
 
+def test_info_names_each_gpu_cupy_sees(invoke, monkeypatch):
+    import types
+
+    from dlaccel.backends import _probe
+
+    props = {"name": b"NVIDIA H100 80GB HBM3", "totalGlobalMem": 80 * 2**30, "multiProcessorCount": 132,
+             "major": 9, "minor": 0}
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: props)
+    monkeypatch.setattr(_probe, "cupy", lambda: None)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime)))
+    result = invoke("info")
+    assert result.exit_code == 0, result.output
+    assert "GPU 0: NVIDIA H100 80GB HBM3, 80.0 GiB, compute capability 9.0, 132 SMs (via cupy)" in result.output
+
+
 def test_info_survives_a_broken_cupy(invoke, monkeypatch):
     from dlaccel import sysinfo
     from dlaccel.backends import _probe

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.resources
+import itertools
 import re
 import shutil
 import subprocess
@@ -394,16 +395,82 @@ def test_emulated_fit_matches_numpy(emulated, hidden, n_y):
         np.testing.assert_allclose(models[1].parameters[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
 
 
-def test_emulated_backend_passes_every_bench_check(emulated):
-    """`dlaccel bench` on the cupy backend: every workload's output is checked against NumPy."""
+# Hidden activation and output size of the fits that, between them, run every kernel: each hidden
+# activation's forward and backward, sigmoid + cross-entropy and softmax + cross-entropy outputs.
+FITS = [("sigmoid", 1), ("tanh", 3), ("relu", 1), ("leaky_relu", 3), ("linear", 1)]
+
+
+def _bench_failures(backend, profile):
+    """`dlaccel bench` on ``backend``: every workload's outputs checked against NumPy's; the rows that failed."""
     from dlaccel import bench
 
-    report = bench.run([emulated, "numpy"], None, "tiny", isolate=False, min_samples=1)
-    rows = {r["workload"]: r for r in report["results"] if r["backend"] == "cupy"}
-    assert set(rows) == {w.name for w in bench.select_workloads(None)}
-    for name, row in rows.items():
-        assert row["error"] is None and row["check"]["passed"], (name, row["error"])
+    report = bench.run([backend], None, profile, isolate=False, min_samples=1)
+    assert {r["workload"] for r in report["results"]} == set(bench.WORKLOADS)
     assert report["limits"]["device_backends"] == ["cupy"]
+    return [f"{r['workload']} on cupy: {r['error']}" for r in report["results"] if r["error"]]
+
+
+def _fit_failures(backend, m):
+    """Four iterations of every FITS net in both dtypes against NumPy's: the parameters after each
+    update and every cost (one step's outputs, as bench checks them, cannot show a wrong update)."""
+    from dlaccel.bench import compare_outputs
+
+    def fitted(model):
+        return {**model.parameters, "costs": np.array([c for _, c in model.costs])}
+
+    failures = []
+    for dtype, (hidden, n_y) in itertools.product(("float32", "float64"), FITS):
+        rng = np.random.default_rng(len(hidden))
+        X, Y = rng.standard_normal((12, m)), rng.integers(0, max(n_y, 2), (1, m))
+        try:
+            models = [dlaccel.DeepNN([12, 16, 8, n_y], hidden_activation=hidden, seed=1, dtype=dtype, backend=b)
+                      for b in ("numpy", backend)]
+            for model in models:
+                model.fit(X, Y, learning_rate=0.1, num_iterations=4, cost_every=1)
+            message = compare_outputs(fitted(models[1]), fitted(models[0]), dtype)["message"]
+        except Exception as exc:  # NaN from an unwritten output stops the fit as diverged
+            message = f"{type(exc).__name__}: {exc}"
+        if message:
+            failures.append(f"fit DeepNN hidden={hidden} n_y={n_y} {dtype}: {message}")
+    return failures
+
+
+def test_fits_run_every_kernel():
+    assert {hidden for hidden, _ in FITS} | {"softmax"} == set(ACTIVATIONS)
+    assert {n_y > 1 for _, n_y in FITS} == {False, True}
+
+
+def test_emulated_backend_passes_every_bench_check_and_fit(emulated):
+    assert _bench_failures(emulated, "tiny") == []
+    assert _fit_failures(emulated, 150) == []
+
+
+def _skip_launch(grid, block, args):
+    pass
+
+
+def _launch_twice(kernel):
+    def launch(grid, block, args):
+        kernel(grid, block, args)
+        kernel(grid, block, args)
+    return launch
+
+
+@pytest.mark.parametrize("kernel, broken, caught", [
+    ("output_grad", lambda k: _skip_launch, ["deep on cupy", "shallow on cupy", "fit DeepNN"]),  # left as poison
+    ("sgd_update", _launch_twice, ["fit DeepNN hidden=relu"]),  # wrong values, after the first step only
+    ("act_backward_db_tanh", lambda k: _skip_launch, ["tanh_bwd on cupy", "fit DeepNN hidden=tanh"]),
+])
+def test_emulated_checks_catch_a_broken_kernel(emulated, monkeypatch, kernel, broken, caught):
+    real = CupyBackend._function
+
+    def function(self, filename, name, dtype):
+        found = real(self, filename, name, dtype)
+        return broken(found) if name == kernel else found
+
+    monkeypatch.setattr(CupyBackend, "_function", function)
+    failures = _bench_failures(emulated, "tiny") + _fit_failures(emulated, 150)
+    assert all(any(what in f for f in failures) for what in caught), failures
 
 
 # -- on a GPU -------------------------------------------------------------------------------------------
@@ -448,6 +515,12 @@ def test_gpu_fused_ops_match_numpy(poisoned, dtype, n, n_prev, m):
         cost = poisoned.compute_cost(poisoned.asarray(AL), poisoned.asarray(Y), loss)
         assert cost == pytest.approx(ref.compute_cost(AL, Y, loss), rel=tol(dtype)["rtol"])
         _close(poisoned.output_backward(poisoned.asarray(AL), poisoned.asarray(Y), loss).get(), AL - Y, dtype)
+
+
+@pytest.mark.gpu
+def test_gpu_passes_every_bench_check_and_fit(poisoned):
+    assert _bench_failures(poisoned, "quick") == []
+    assert _fit_failures(poisoned, 5000) == []
 
 
 @pytest.mark.gpu

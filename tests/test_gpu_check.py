@@ -1,6 +1,7 @@
 """benchmarks/gpu_check.py, dry-run on the CPU: its GPU sections driven through the kernel emulator
-and a NumPy stand-in for CuPy, so the script that spends scarce device time is known to run, to
-catch wrong kernels, and to report what it found. Its numbers here mean nothing; its logic does."""
+and a NumPy stand-in for CuPy, so the script that spends scarce device time is known to run and to
+report what it found. Its numbers here mean nothing; its logic does. (The checks that catch a wrong
+kernel are tests/test_cupy.py's, which its tests section runs on the GPU.)"""
 
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ import numpy as np
 import pytest
 
 import dlaccel
-from dlaccel import backends, bench
+from dlaccel import backends
 from dlaccel.backends import cupy_gpu
 from dlaccel.backends._cuda import KERNEL_FILES, kernel_names
-from dlaccel.backends.base import ACTIVATIONS
 from dlaccel.backends.cupy_gpu import CupyBackend
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
@@ -38,6 +38,7 @@ def dry_run(monkeypatch, emulated, gpu_check):
     this process (bench's children would not have the emulator)."""
     monkeypatch.setitem(sys.modules, "cupy", cupy_gpu.cupy)  # the stand-in that `emulated` installed
     monkeypatch.setitem(backends._PROBES, "cupy", lambda: None)
+    monkeypatch.setattr(backends._probe, "cupy", lambda: None)  # sysinfo.gpus asks it directly
     monkeypatch.setattr(CupyBackend, "unavailable_reason", classmethod(lambda cls: None))
     monkeypatch.setitem(backends._instances, "cupy", emulated)
     monkeypatch.setattr(gpu_check, "ISOLATE", False)
@@ -51,7 +52,7 @@ def run_section(gpu_check, name: str, **kwargs) -> dict:
 
 
 def test_every_gpu_section_runs_and_passes_on_the_emulator(dry_run, monkeypatch, tmp_path):
-    results = {name: run_section(dry_run, name) for name in ("env", "correctness", "kernels", "training")}
+    results = {name: run_section(dry_run, name) for name in ("env", "kernels", "training")}
     monkeypatch.setenv("CUPY_CACHE_DIR", str(tmp_path))
     results["coldstart_cold"] = run_section(dry_run, "coldstart")
     (tmp_path / "compiled.cubin").write_bytes(b"")
@@ -60,14 +61,7 @@ def test_every_gpu_section_runs_and_passes_on_the_emulator(dry_run, monkeypatch,
         assert data["errors"] == [] and data["failed"] == [], name
 
     assert results["env"]["cupy_available"] is True
-    correctness = results["correctness"]
-    rows = correctness["report"]["results"]
-    assert {r["workload"] for r in rows} == set(bench.WORKLOADS)
-    assert all(r["backend"] == "cupy" and r["check"]["passed"] for r in rows)
-    fits = correctness["fits"]
-    assert len(fits) == 2 * len(dry_run.FITS) and all(f["passed"] for f in fits)
-    assert {hidden for hidden, _ in dry_run.FITS} | {"softmax"} == set(ACTIVATIONS)  # every kernel runs
-
+    assert (results["env"]["device"], results["env"]["sms"], results["env"]["compute_capability"]) == ("CPU emulator", 2, "0.0")
     timed = results["kernels"]["report"]["results"]
     assert [(r["workload"], r["backend"]) for r in timed] == [
         (w, b) for w in dry_run.KERNEL_ROWS for b in ("cupy", "cupy-unfused")]
@@ -82,42 +76,10 @@ def test_every_gpu_section_runs_and_passes_on_the_emulator(dry_run, monkeypatch,
 
     table = dry_run.table(results)
     assert "GPU CHECK NOT RUN" not in table
-    assert f"correctness: {len(rows)} bench rows (outputs poisoned with NaN) and {len(fits)} fits" in table
     assert all(name in table for name in dry_run.KERNEL_ROWS)
     assert "8x4x4x3 m=64" in table and "kernel first use, empty CuPy disk cache" in table
     print(table)
     assert dry_run.verdict(results) == (0, [])
-
-
-def _skip_launch(grid, block, args):
-    pass
-
-
-def _launch_twice(kernel):
-    def launch(grid, block, args):
-        kernel(grid, block, args)
-        kernel(grid, block, args)
-    return launch
-
-
-@pytest.mark.parametrize("kernel, broken, caught", [
-    ("output_grad", lambda k: _skip_launch, ["deep on cupy", "shallow on cupy", "fit DeepNN"]),  # left as poison
-    ("sgd_update", _launch_twice, ["fit DeepNN hidden=relu"]),  # wrong values, after the first step only
-    ("act_backward_db_tanh", lambda k: _skip_launch, ["tanh_bwd on cupy", "fit DeepNN hidden=tanh"]),
-])
-def test_correctness_section_catches_a_broken_kernel(dry_run, monkeypatch, kernel, broken, caught):
-    real = CupyBackend._function
-
-    def function(self, filename, name, dtype):
-        found = real(self, filename, name, dtype)
-        return broken(found) if name == kernel else found
-
-    monkeypatch.setattr(CupyBackend, "_function", function)
-    results = {"env": {"status": "ok", "cupy_available": True}, "correctness": run_section(dry_run, "correctness")}
-    failed = results["correctness"]["failed"]
-    assert all(any(what in f for f in failed) for what in caught), failed
-    assert dry_run.verdict(results) == (1, ["correctness"])
-    assert "FAILED in correctness" in dry_run.table(results)
 
 
 def test_dask_cuda_section_is_skipped_without_dask_cuda(dry_run, monkeypatch):
@@ -177,7 +139,7 @@ def test_bench_children_rebuild_the_scripts_backends_by_name(gpu_check, monkeypa
     from dlaccel.bench import isolation
 
     monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as when the script runs: its directory on the path
-    assert isolation.target_spec(gpu_check.PoisonedCupy()) == {"class": "gpu_check:PoisonedCupy"}
+    assert isolation.target_spec(gpu_check.UnfusedCupy()) == {"class": "gpu_check:UnfusedCupy"}
     outcome = isolation.run_in_child(gpu_check.UnfusedCupy(), ["dot"], "tiny", "float32", 1, 0.0, 1, 120, print)
     (row,) = outcome.rows
     assert row.backend == "cupy-unfused" and row.workload == "dot"

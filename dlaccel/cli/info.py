@@ -46,7 +46,8 @@ def info(as_json: bool) -> None:
         out.print(f"Numba threads: {system['numba_threads']}")
     for gpu in system["gpus"]:
         memory = f"{gpu['memory_bytes'] / 2**30:.1f} GiB" if gpu["memory_bytes"] else "memory unknown"
-        out.print(f"GPU {gpu['index']}: {gpu['name']}, {memory} (via {gpu['source']})")
+        cores = f", compute capability {gpu['compute_capability']}, {gpu['sms']} SMs" if gpu.get("sms") else ""
+        out.print(f"GPU {gpu['index']}: {gpu['name']}, {memory}{cores} (via {gpu['source']})")
     if not system["gpus"]:
         out.print(f"GPU: none found ({system['gpu_reason'] or 'no CUDA device'})")
     for key, value in system["env"].items():
