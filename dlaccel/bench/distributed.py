@@ -660,4 +660,3 @@ def plot_scaling(result: dict[str, Any], path: Path) -> None:
                  "(dashed: t = a m + o)")
     ax.legend()
     save_png(fig, path, "chart", dpi=110)
-
