@@ -379,6 +379,26 @@ def test_emulated_fallbacks_keep_numpy_semantics(emulated):
     np.testing.assert_allclose(A, ref.linear_activation_forward(A_prev, W, b, "tanh")[0])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_emulated_layer_on_an_f_ordered_input_runs_fused(emulated, monkeypatch, dtype):
+    """The course's X is F-ordered (``images.reshape(m, -1).T``): cuBLAS takes it as it is, and the
+    first layer's bias, activation and backward still run in the fused kernels."""
+    fetched, real = [], CupyBackend._function
+    monkeypatch.setattr(CupyBackend, "_function",
+                        lambda self, filename, name, dt: fetched.append(name) or real(self, filename, name, dt))
+    ref, rng = NumpyBackend(), np.random.default_rng(0)
+    A_prev = np.asfortranarray(_rand(rng, (6, 50), dtype))
+    W, b, dA = _rand(rng, (4, 6), dtype), _rand(rng, (4, 1), dtype), _rand(rng, (4, 50), dtype)
+    assert not A_prev.flags.c_contiguous
+    A, cache = emulated.linear_activation_forward(A_prev, W, b, "tanh")
+    grads = emulated.linear_activation_backward(dA, cache, "tanh")
+    assert fetched == ["bias_act_forward_tanh", "act_backward_db_tanh", "finalize_row_sums"]
+    A_ref, cache_ref = ref.linear_activation_forward(A_prev, W, b, "tanh")
+    _close(A, A_ref, dtype)
+    for got, want in zip(grads, ref.linear_activation_backward(dA, cache_ref, "tanh")):
+        _close(got, want, dtype)
+
+
 @pytest.mark.parametrize("hidden, n_y", [("tanh", 1), ("relu", 3)])
 def test_emulated_fit_matches_numpy(emulated, hidden, n_y):
     """Whole training runs through the fused wrappers: sigmoid + BCE and softmax + CE outputs."""

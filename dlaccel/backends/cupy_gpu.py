@@ -60,6 +60,12 @@ class CupyBackend(NumpyBackend):
         )
 
     @staticmethod
+    def _gemm_operands(dtype: Any, *arrays: Any) -> bool:
+        """Whether the GEMM operands share the kernels' dtype. Their layout is free: cuBLAS reads
+        them as they are, and no kernel does (so an F-ordered X, the course's layout, is fused too)."""
+        return all(a.dtype == dtype and a.size > 0 for a in arrays)
+
+    @staticmethod
     def _layer(dZ: Any, A_prev: Any, W: Any) -> bool:
         """Whether ``dZ`` (or ``Z``) is ``W @ A_prev``'s shape: the fused backward's precondition."""
         return W.shape[1] == A_prev.shape[0] and dZ.shape == (W.shape[0], A_prev.shape[1])
@@ -118,7 +124,8 @@ class CupyBackend(NumpyBackend):
         self._check(A_prev, W, b)
         if activation not in ACTIVATIONS:
             raise unknown_activation(activation)
-        if not (self._fast(A_prev, W, b) and b.shape == (W.shape[0], 1) and W.shape[1] == A_prev.shape[0]):
+        if not (self._fast(b) and self._gemm_operands(b.dtype, A_prev, W) and b.shape == (W.shape[0], 1)
+                and W.shape[1] == A_prev.shape[0]):
             return super().linear_activation_forward(A_prev, W, b, activation)
         Z = cupy.ascontiguousarray(W @ A_prev)  # cuBLAS; already C-contiguous in practice
         A = self._bias_activation(Z, b, activation)
@@ -158,7 +165,7 @@ class CupyBackend(NumpyBackend):
 
     def linear_backward(self, dZ: Any, A_prev: Any, W: Any, need_dA_prev: bool = True) -> tuple:
         self._check(dZ, A_prev, W)
-        if not (self._fast(dZ, A_prev, W) and self._layer(dZ, A_prev, W)):
+        if not (self._fast(dZ) and self._gemm_operands(dZ.dtype, A_prev, W) and self._layer(dZ, A_prev, W)):
             return super().linear_backward(dZ, A_prev, W, need_dA_prev)
         _, db = self._backward_db(dZ, None, False, "linear", want_dZ=False, want_db=True)
         dA_prev, dW = self._weight_grads(dZ, A_prev, W, need_dA_prev)
@@ -170,8 +177,8 @@ class CupyBackend(NumpyBackend):
         self._check(dA)
         A_prev, W, Z, A = cache.A_prev, cache.W, cache.Z, cache.A
         self._check(A_prev, W, Z)
-        if not (activation in _cuda.FUSED_ACTIVATIONS and self._fast(dA, Z, A_prev, W) and dA.shape == Z.shape
-                and self._layer(Z, A_prev, W)):
+        if not (activation in _cuda.FUSED_ACTIVATIONS and self._fast(dA, Z) and self._gemm_operands(dA.dtype, A_prev, W)
+                and dA.shape == Z.shape and self._layer(Z, A_prev, W)):
             return super().linear_activation_backward(dA, cache, activation, need_dA_prev)
         # sigmoid and tanh take g' from the cached A (no exp recomputed), the rest from Z.
         use_A = activation in ("sigmoid", "tanh") and isinstance(A, cupy.ndarray) and A.shape == Z.shape \
