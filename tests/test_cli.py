@@ -507,7 +507,7 @@ def test_bench_wide_table_has_every_column():
         assert all(cell in line for cell in row if cell)
 
 
-def test_bench_says_a_row_over_the_copy_limit_ran_from_the_caches():
+def test_bench_says_which_rows_beat_the_copy_limit():
     from dlaccel.bench import report as rep
 
     report = _fake_report()
@@ -515,14 +515,14 @@ def test_bench_says_a_row_over_the_copy_limit_ran_from_the_caches():
     # The fake's numba rows beat every limit; sigmoid_bwd's moves 0.0122 GB a call.
     assert row["sigmoid_bwd", "numba"]["share_of_limit"] > 1 > row["sigmoid_bwd", "loops"]["share_of_limit"]
     said = " ".join(rep.footnotes(report))
-    assert "sigmoid_bwd on numba (12.2 MB)" in said and "sigmoid_bwd on loops" not in said
+    assert "sigmoid_bwd on numba (12.2 MB a call)" in said and "sigmoid_bwd on loops" not in said
     # A GEMM-rated step is said to run from the caches only when its roofline is the copy bound.
     assert "deep_course on numba" not in said
     row["deep_course", "numba"].update(bound="copy", min_bytes=5e6)
     said = " ".join(rep.footnotes(report))
-    assert "deep_course on numba (5 MB)" in said
+    assert "deep_course on numba (5 MB a call)" in said
     notes = {(r["workload"], r["backend"]): cells[-1] for r, cells in zip(report["results"], rep.rows(report))}
-    assert notes["sigmoid_bwd", "numba"] == "over the limit: its 12.2 MB stay in the caches"
+    assert notes["sigmoid_bwd", "numba"] == "over the copy limit (12.2 MB a call): see under the table"
     assert notes["sigmoid_bwd", "loops"] == ""
 
 
