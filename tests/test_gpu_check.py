@@ -61,7 +61,8 @@ def test_every_gpu_section_runs_and_passes_on_the_emulator(dry_run, monkeypatch,
         assert data["errors"] == [] and data["failed"] == [], name
 
     assert results["env"]["cupy_available"] is True
-    assert (results["env"]["device"], results["env"]["sms"], results["env"]["compute_capability"]) == ("CPU emulator", 2, "0.0")
+    env = results["env"]
+    assert (env["device"], env["sms"], env["compute_capability"]) == ("CPU emulator", 2, "0.0")
     timed = results["kernels"]["report"]["results"]
     assert [(r["workload"], r["backend"]) for r in timed] == [
         (w, b) for w in dry_run.KERNEL_ROWS for b in ("cupy", "cupy-unfused")]

@@ -17,9 +17,10 @@ NARROW = ("workload", "backend", "median", "x loops", "x numpy", "rate", "% limi
 def fmt_time(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    unit, scale = ("s", 1.0) if seconds >= 1.0 else ("ms", 1e-3) if seconds >= 1e-3 else ("us", 1e-6)
+    size = abs(seconds)  # a difference of times can be negative
+    unit, scale = ("s", 1.0) if size >= 1.0 else ("ms", 1e-3) if size >= 1e-3 else ("us", 1e-6)
     value = seconds / scale
-    return f"{value:.3g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
+    return f"{value:.3g} {unit}" if abs(value) < 1000 else f"{value:,.0f} {unit}"
 
 
 def fmt_ratio(ratio: float | None) -> str:
