@@ -816,7 +816,7 @@ def test_bench_runs_the_distributed_benchmark_alone(tmp_path, cli):
     mixed = runner.invoke(cli, ["bench", "-w", "distributed,deep"])
     assert mixed.exit_code == 1 and "run it alone" in mixed.output
     for workers, message in [("one", "--workers must be comma-separated worker counts"),
-                             ("0", "workers must be positive integers")]:
+                             ("2,0", "--workers must be comma-separated worker counts of 1 or more"), (",", "got ','")]:
         bad = runner.invoke(cli, ["bench", "-w", "distributed", "--workers", workers])
         assert bad.exit_code == 1 and bad.output.count("Error:") == 1 and message in bad.output, bad.output
     elsewhere = runner.invoke(cli, ["bench", "-w", "dot", "--workers", "2"])

@@ -84,10 +84,12 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
         from ..bench.distributed import format_table, run_distributed
 
         try:
-            counts = [int(w) for w in split_names(workers) or ["1", "2"]]
+            counts = [int(w) for w in split_names(workers) or []] if workers is not None else [1, 2]
         except ValueError:
-            message = f"--workers must be comma-separated worker counts such as 1,2, got {workers!r}"
-            raise CommandError(message) from None
+            counts = []
+        if not counts or min(counts) < 1:
+            raise CommandError(f"--workers must be comma-separated worker counts of 1 or more, such as 1,2; got "
+                               f"{workers!r}")
         with Console(stderr=True, markup=False).status("starting") as status:
             report = run_distributed(profile or ("quick" if quick else "full"), counts, json_path=json_path,
                                      plot_path=plot_path, progress=status.update)
