@@ -167,6 +167,18 @@ def test_bench_plot_without_matplotlib_fails_before_running(invoke, no_run, monk
     assert_one_line_error(invoke(*TINY, "--plot", str(tmp_path / "x.png")), "dlaccel[plot]")
 
 
+def test_ctrl_c_in_a_command_exits_130_saying_so(invoke, monkeypatch, tmp_path):
+    from dlaccel.cli import bench
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "run", interrupted)
+    result = invoke(*TINY, "-b", "numpy", "-w", "dot", "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 130 and "interrupted" in result.output and "Aborted" not in result.output
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_bench_table_and_json_survive_a_failing_plot(invoke, monkeypatch, tmp_path):
     from dlaccel.bench import report
 

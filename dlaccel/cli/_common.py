@@ -31,6 +31,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except (DlaccelError, OSError) as exc:
             raise CommandError(str(exc)) from None
+        except KeyboardInterrupt:
+            # Ctrl-C where the command has nothing of its own to keep (train and sweep do): the
+            # shell's status for SIGINT, like theirs, rather than click's "Aborted!" and status 1.
+            click.echo("interrupted", err=True)
+            raise SystemExit(130) from None
 
     return wrapper
 
