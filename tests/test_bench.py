@@ -194,6 +194,22 @@ def test_a_stalled_child_is_killed_and_its_row_says_so():
     assert row["error"].startswith("timed out") and row["median_s"] is None
 
 
+def test_an_interrupted_run_leaves_no_child_running():
+    # In a notebook, Ctrl-C interrupts this process only: the child it was waiting on must not live on.
+    children = []
+
+    def say(message):
+        if "(process" in message:
+            children.append(int(message.rsplit(" ", 1)[1].rstrip(")")))
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        bench.run([HangingBackend()], bench.select_workloads(["relu_fwd"]), "tiny", progress=say)
+    (pid,) = children
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(pid, 0)
+
+
 def test_isolation_needs_a_backend_a_child_can_import():
     class Local(NumpyBackend):
         name = "local"

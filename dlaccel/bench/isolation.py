@@ -114,37 +114,42 @@ def _messages(job: dict[str, Any], timeout_s: float) -> Iterator[dict[str, Any]]
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=stderr, env=_child_env(), text=True, encoding="utf-8")
-        lines: queue.Queue = queue.Queue()
-        reader = threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True)
-        reader.start()
         try:
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(job))
-            proc.stdin.close()
-        except OSError:
-            pass  # the child died at once; its exit status says why
-        timed_out = False
-        while True:  # the clock starts again at every message: the timeout is on progress
+            lines: queue.Queue = queue.Queue()
+            reader = threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True)
+            reader.start()
             try:
-                line = lines.get(timeout=timeout_s)
-            except queue.Empty:
-                timed_out = True
+                assert proc.stdin is not None
+                proc.stdin.write(json.dumps(job))
+                proc.stdin.close()
+            except OSError:
+                pass  # the child died at once; its exit status says why
+            timed_out = False
+            while True:  # the clock starts again at every message: the timeout is on progress
+                try:
+                    line = lines.get(timeout=timeout_s)
+                except queue.Empty:
+                    timed_out = True
+                    proc.kill()
+                    break
+                if line is None:
+                    break
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                yield message
+            try:
+                code = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                break
-            if line is None:
-                break
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            yield message
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        reader.join(timeout=5)
-        yield {"event": "end", "exit_code": code, "timed_out": timed_out, "stderr": _last_line(stderr)}
+                code = proc.wait()
+            reader.join(timeout=5)
+            yield {"event": "end", "exit_code": code, "timed_out": timed_out, "stderr": _last_line(stderr)}
+        finally:
+            if proc.poll() is None:  # the caller stopped early: a Ctrl-C in a notebook reaches this process only
+                proc.kill()
+                proc.wait()
 
 
 def run_in_child(target: str | Backend, names: list[str], profile: str, dtype: str, min_samples: int,
