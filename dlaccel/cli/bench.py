@@ -83,16 +83,10 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
                                "scaling); run it alone, without --backends")
         from ..bench.distributed import format_table, run_distributed
 
-        try:
-            counts = [int(w) for w in split_names(workers) or []] if workers is not None else [1, 2]
-        except ValueError:
-            counts = []
-        if not counts or min(counts) < 1:
-            raise CommandError(f"--workers must be comma-separated worker counts of 1 or more, such as 1,2; got "
-                               f"{workers!r}")
+        sized = {} if workers is None else {"workers": _worker_counts(workers)}  # else run_distributed's default
         with Console(stderr=True, markup=False).status("starting") as status:
-            report = run_distributed(profile or ("quick" if quick else "full"), counts, json_path=json_path,
-                                     plot_path=plot_path, progress=status.update)
+            report = run_distributed(profile or ("quick" if quick else "full"), json_path=json_path,
+                                     plot_path=plot_path, progress=status.update, **sized)
         click.echo(format_table(report))
         return
     if workers is not None:
@@ -123,6 +117,16 @@ def bench(backends: str | None, workloads: str | None, quick: bool, json_path: P
             problems.append(f"the chart could not be written to {plot_path}: {type(exc).__name__}: {exc}")
     if problems:
         raise CommandError("; ".join(problems))
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(w) for w in split_names(text) or []]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise CommandError(f"--workers must be comma-separated worker counts of 1 or more, such as 1,2; got {text!r}")
+    return counts
 
 
 def show_bench(result: dict[str, Any], console: Console, wide: bool = False) -> None:

@@ -76,17 +76,16 @@ def sweep_command(dataset: str, kind: str, backend: str | None, seed: int, dtype
     total = 1
     for values in grid.values():
         total *= len(values)
-    interrupted = False
     try:
         with _trial_progress(progress, total, validation is not None) as report:
             result = sweep(MODEL_CLASSES[kind], grid, X_train, Y_train, fixed=fixed, validation=validation,
                            client=cluster, n_workers=workers, progress=report)
     except SweepInterrupted as stop:  # Ctrl-C: the finished trials are reported and written all the same
-        result, interrupted = stop.result, True
+        result = stop.result
         if not result.trials:
             click.echo(f"interrupted before any of the {total} trials finished; nothing is written")
             raise SystemExit(130) from None
-    where = f": {result.ran_on}" if interrupted else f" on {result.ran_on}"
+    where = f": {result.ran_on}" if result.interrupted else f" on {result.ran_on}"
     out.print(f"{total} trials of {MODEL_CLASSES[kind].__name__} on {dataset} ({X_train.shape[1]} training, "
               f"{X_test.shape[1]} test examples){where}, {result.seconds:.1f} s")
     click.echo(result.table())
@@ -99,7 +98,7 @@ def sweep_command(dataset: str, kind: str, backend: str | None, seed: int, dtype
     if plot_path is not None:
         result.plot(plot_path)
         out.print(f"plot written to {plot_path}")
-    if interrupted:
+    if result.interrupted:
         click.echo(f"interrupted: {len(result.trials)} of {total} trials finished, and only those are shown"
                    + (" and written" if json_path or plot_path else ""))
         raise SystemExit(130)
