@@ -247,8 +247,24 @@ def test_noisy_timings_are_flagged_not_trusted():
     result = full_result() | {"scaling": result["scaling"]}
     result["analysis"] = db.analyse(result)
     assert result["analysis"]["unphysical"] == [db._workers_label(1)]
-    assert "WARNING: time per iteration does not grow with m in 1 worker x 1 thread" in db.format_table(result)
+    assert "WARNING: time per iteration does not grow with m, or came out zero or negative, in 1 worker x 1 thread" \
+        in db.format_table(result)
     assert db.analyse(synthetic()[0])["unphysical"] == []
+
+
+def test_a_negative_time_per_iteration_is_flagged_and_left_off_the_chart():
+    pytest.importorskip("matplotlib")
+    result = full_result()
+    row = next(r for r in result["scaling"] if r["config"] == db._workers_label(2))
+    row["per_iteration_s"] = -2e-3  # the long fits came out faster than the short: noise
+    result["analysis"] = db.analyse(result)
+    assert result["analysis"]["unphysical"] == [db._workers_label(2)]
+    (ax,) = db.scaling_figure(result).axes
+    measured = {line.get_label(): line.get_ydata() for line in ax.get_lines() if line.get_marker() == "o"}
+    assert all((ys > 0).all() for ys in measured.values())
+    assert [len(ys) for ys in measured.values()] == [3, 3, 2]  # synthetic()'s three m, one left out
+    labels = ax.get_legend_handles_labels()[1]
+    assert f"{db._workers_label(2)} (1 point(s) <= 0 left out: noise)" in labels
 
 
 def test_the_peers_exp_overflow_warnings_are_hidden_then_shown_again():

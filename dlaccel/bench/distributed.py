@@ -412,7 +412,9 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
                          "t_at_m_measured_s": measured, "overhead_held_at_zero": o_zero}
     out: dict[str, Any] = {"configs": configs}
     # Time that does not grow with m is not compute: the timings were too noisy to fit.
-    out["unphysical"] = sorted(name for name, cfg in configs.items() if cfg["per_example_s"] <= 0)
+    # and no time per iteration is zero or less.
+    out["unphysical"] = sorted(name for name, cfg in configs.items() if cfg["per_example_s"] <= 0
+                               or any(r["per_iteration_s"] <= 0 for r in result["scaling"] if r["config"] == name))
     one = configs.get(ONE_PROCESS)
     by_workers = {c["workers"]: c for c in configs.values() if c["workers"] is not None}
     top = max(by_workers) if by_workers else None
@@ -627,7 +629,8 @@ def format_table(result: dict[str, Any]) -> str:
         lines += ["", "Held at zero (the unconstrained fit made them negative, i.e. smaller than the noise): "
                   + "; ".join(held)]
     if an.get("unphysical"):
-        lines += ["", "WARNING: time per iteration does not grow with m in " + ", ".join(an["unphysical"]) + ": the "
+        lines += ["", "WARNING: time per iteration does not grow with m, or came out zero or negative, in "
+                  + ", ".join(an["unphysical"]) + ": the "
                   "timings were too noisy for the model (a loaded machine?); the derived numbers above mean nothing, "
                   "re-run quiet."]
     lines += ["", "Targets (issue 9):"]
@@ -642,16 +645,17 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_scaling(result: dict[str, Any], path: Path) -> None:
-    """A log-log PNG of time per iteration against ``m``, one line per configuration, with the fitted
-    model dashed."""
+def scaling_figure(result: dict[str, Any]) -> Any:
+    """Log-log time per iteration against ``m``, one line per configuration, the fitted model dashed."""
     fig = new_figure(7, 4.8)
     ax = fig.add_subplot()
     for name, cfg in result["analysis"]["configs"].items():
         rows = [r for r in result["scaling"] if r["config"] == name]
         ms = np.array([r["m"] for r in rows], dtype=float)
         ts = np.array([r["per_iteration_s"] for r in rows])
-        (line,) = ax.plot(ms, ts, marker="o", label=name)
+        shown = ts > 0  # a slope that noise made zero or negative has no place on a log axis
+        dropped = f" ({np.count_nonzero(~shown)} point(s) <= 0 left out: noise)" if not shown.all() else ""
+        (line,) = ax.plot(ms[shown], ts[shown], marker="o", label=name + dropped)
         grid = np.geomspace(ms.min(), ms.max(), 50)
         ax.plot(grid, cfg["per_example_s"] * grid + cfg["overhead_s"], linestyle="--", color=line.get_color(),
                 linewidth=0.8)
@@ -662,4 +666,9 @@ def plot_scaling(result: dict[str, Any], path: Path) -> None:
     ax.set_title(f"DeepNN {result['workload']['layer_dims']} {result['dtype']}, profile {result['profile']} "
                  "(dashed: t = a m + o)")
     ax.legend()
-    save_png(fig, path, "chart", dpi=110)
+    return fig
+
+
+def plot_scaling(result: dict[str, Any], path: Path) -> None:
+    """:func:`scaling_figure` as a PNG."""
+    save_png(scaling_figure(result), path, "chart", dpi=110)
